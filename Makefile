@@ -1,0 +1,31 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CUSTOMERS ?= 10000
+DAYS ?= 365
+SEED ?= 7
+
+.PHONY: demo test install lint clean-lakehouse
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: generate raw drops and run the pipeline on the embedded default (local Spark, Delta on disk)
+demo: $(STAMP)
+	$(BIN)/presage generate --customers $(CUSTOMERS) --days $(DAYS) --seed $(SEED)
+	$(BIN)/presage ingest
+	$(BIN)/presage where
+
+## test: the whole suite, slow end-to-end cases included
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean-lakehouse:
+	rm -rf lakehouse

@@ -1,0 +1,101 @@
+"""The ``presage`` command: one subcommand per job, each a thin call into the library."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from presage.config import ConfigError, Settings, load_settings
+from presage.lakehouse import Lakehouse
+
+log = logging.getLogger("presage")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="presage", description=__doc__)
+    parser.add_argument("--config", help="YAML configuration file (default: built-in defaults)")
+    parser.add_argument("--log-level", default="INFO")
+    # The same options after the subcommand, so `jobs/<job>.py --config x` works under spark-submit.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--log-level", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", parents=[common], help="write realistic raw drops (and their ground truth)")
+    gen.add_argument("--customers", type=int, default=10_000)
+    gen.add_argument("--days", type=int, default=365)
+    gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--end-date", help="last day of the generated window, YYYY-MM-DD (default 2026-10-31)")
+    gen.add_argument("--dirty-rate", type=float, default=0.02, help="share of dirty rows per source")
+
+    ing = sub.add_parser("ingest", parents=[common], help="validate raw drops into bronze Delta tables and quarantine")
+    ing.add_argument("--source", action="append", help="only this source (repeatable); default: all present")
+
+    sub.add_parser("where", parents=[common], help="print where the lakehouse and its tables are")
+    return parser
+
+
+def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    import datetime as dt
+
+    from presage.generate.params import GenParams
+    from presage.generate.run import generate
+    from presage.session import get_spark
+
+    extra = {"end_date": dt.date.fromisoformat(args.end_date)} if args.end_date else {}
+    params = GenParams(args.customers, args.days, args.seed, dirty_rate=args.dirty_rate, **extra)
+    spark = get_spark("presage-generate", settings)
+    lake = Lakehouse.of(settings)
+    manifest = generate(spark, params, lake)
+    for source, info in manifest["sources"].items():
+        print(f"{source:16s} {info['rows']:>10,d} rows  {sum(info['dirty'].values()):>7,d} dirty  {len(info['drops'])} drops")
+    print(f"raw drops: {lake.path('raw')}\nground truth: {lake.truth}")
+    return 0
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from presage.ingest.job import run
+    from presage.session import get_spark
+
+    spark = get_spark("presage-ingest", settings)
+    results = run(spark, settings, args.source)
+    for r in results:
+        print(f"{r.source:16s} batch {r.batch_seq:>3d}  files {r.files:>3d}  bronze {r.bronze_rows:>9,d}  quarantine {r.quarantined_rows:>7,d}")
+    if not results:
+        print("nothing new to ingest")
+    return 0
+
+
+def _where(settings: Settings) -> int:
+    lake = Lakehouse.of(settings)
+    print(f"lakehouse:   {lake.root}")
+    print(f"raw drops:   {lake.path('raw')}/<source>/<drop>/")
+    print(f"bronze:      {lake.path('bronze')}/<source>  (Delta; quarantine in {lake.quarantine})")
+    print(f"quality:     {lake.quality_results}  (Great Expectations results per batch)")
+    print(f"truth:       {lake.truth}  (generator ground truth, for evaluation only)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"presage: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "generate":
+            return _generate(args, settings)
+        if args.command == "ingest":
+            return _ingest(args, settings)
+        return _where(settings)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"presage {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""One configuration format for every command: YAML validated by pydantic.
+
+Every command runs with no file at all (the defaults below). Unknown or mistyped keys fail with a
+message naming the key, because a silently ignored setting is worse than an error.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+HOME_ENV = "PRESAGE_HOME"
+DEFAULT_HOME = "lakehouse"
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used, with the offending key in the message."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SparkSettings(_Strict):
+    profile: str = Field("local", description="name of a spark_conf/<profile>.conf file, or a path")
+    conf: dict[str, str] = Field(default_factory=dict, description="settings applied over the profile")
+
+
+class PrivacySettings(_Strict):
+    key_env: str = Field("PRESAGE_HMAC_KEY", description="environment variable holding the HMAC key")
+
+
+class IngestSettings(_Strict):
+    future_tolerance_hours: float = Field(
+        24.0, ge=0, description="event timestamps later than ingestion time plus this are rejected"
+    )
+    earliest_timestamp: str = Field(
+        "2000-01-01T00:00:00", description="event timestamps before this are rejected as implausible"
+    )
+
+
+class ChannelSettings(_Strict):
+    cost_per_contact: float = Field(gt=0, description="cost of one contact or impression")
+    min_budget: float = Field(0.0, ge=0)
+    max_budget: float | None = Field(None, ge=0)
+
+
+def _default_channels() -> dict[str, ChannelSettings]:
+    costs = {"email": 0.002, "sms": 0.03, "push": 0.0005, "display": 0.004, "social_ads": 0.006}
+    return {name: ChannelSettings(cost_per_contact=cost) for name, cost in costs.items()}
+
+
+class Settings(_Strict):
+    """The whole configuration; ``Settings()`` is the documented default."""
+
+    home: str | None = Field(
+        None, description=f"lakehouse root (local path or URI); ${HOME_ENV} overrides it"
+    )
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    horizon_days: int = Field(90, gt=0, description="prediction horizon of the labels")
+    channels: dict[str, ChannelSettings] = Field(default_factory=_default_channels)
+
+    @field_validator("channels")
+    @classmethod
+    def _channels_not_empty(cls, value: dict[str, ChannelSettings]) -> dict[str, ChannelSettings]:
+        if not value:
+            raise ValueError("at least one channel is required")
+        return value
+
+    @property
+    def root(self) -> str:
+        """Where the lakehouse lives: $PRESAGE_HOME, else ``home``, else ./lakehouse."""
+        chosen = os.environ.get(HOME_ENV) or self.home or DEFAULT_HOME
+        if "://" in chosen:
+            return chosen.rstrip("/")
+        return str(Path(chosen).expanduser().resolve())
+
+
+def _format_errors(source: str, error: ValidationError) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "<root>"
+        lines.append(f"  {key}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Load and validate a YAML configuration file; ``None`` gives the defaults.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or has unknown or invalid keys.
+    """
+    if path is None:
+        return Settings()
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"configuration file not found: {file}")
+    try:
+        data: Any = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"configuration file {file} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"configuration file {file} must hold a mapping at the top level")
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(str(file), exc)) from exc

@@ -1,0 +1,1 @@
+"""Synthetic raw drops with planted, learnable behaviour (see :mod:`presage.generate.run`)."""

@@ -1,0 +1,1 @@
+"""Validated ingestion of raw drops into bronze Delta tables (see :mod:`presage.ingest.job`)."""

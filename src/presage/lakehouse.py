@@ -1,0 +1,60 @@
+"""Where every table and file lives under the lakehouse root.
+
+One place for the layout, so that moving ``PRESAGE_HOME`` moves raw drops, Delta tables, Feast and
+MLflow state together. Paths are plain strings so that URIs (s3a://, abfss://) work the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from presage.config import Settings
+
+
+@dataclass(frozen=True)
+class Lakehouse:
+    root: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> "Lakehouse":
+        return cls(settings.root)
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def raw(self, source: str) -> str:
+        """Folder where drops of one raw source land (any nesting of files below it)."""
+        return self.path("raw", source)
+
+    def bronze(self, source: str) -> str:
+        return self.path("bronze", source)
+
+    @property
+    def quarantine(self) -> str:
+        """Rejected rows of every source, with the check that failed."""
+        return self.path("bronze", "_quarantine")
+
+    @property
+    def ingest_log(self) -> str:
+        """Which raw files were planned and committed in which ingestion batch."""
+        return self.path("bronze", "_ingest_log")
+
+    @property
+    def quality_results(self) -> str:
+        """Great Expectations validation results, one row per batch and expectation."""
+        return self.path("quality", "validation_results")
+
+    def silver(self, name: str) -> str:
+        return self.path("silver", name)
+
+    def gold(self, name: str) -> str:
+        return self.path("gold", name)
+
+    @property
+    def truth(self) -> str:
+        """Ground truth written by the generator (never read by the pipeline, only by evaluations)."""
+        return self.path("truth")
+
+    @property
+    def secrets(self) -> str:
+        return self.path("secrets")
