@@ -137,8 +137,8 @@ def test_crash_after_bronze_write_resumes_to_clean_result(spark, settings, inges
     bronze_before = len(_table(lake.bronze("orders")))
     quarantine_before = len(_table(lake.quarantine))
 
-    batch = plan(spark, lake, "orders")
-    assert batch is not None and batch.files == ["2099-01-01/orders-redelivered.csv"]
+    [batch] = plan(spark, lake, ["orders"])
+    assert batch.files == ["2099-01-01/orders-redelivered.csv"]
     frames = batch_frames(spark, settings, lake, batch)
     _append(frames.bronze, lake.bronze("orders"), "presage-ingest-orders", batch.seq)
     frames.checked.unpersist()  # crash here: quarantine, quality results and commit marker missing

@@ -63,40 +63,39 @@ class BatchResult:
     quarantined_rows: int
 
 
-def _table_exists(spark: SparkSession, path: str) -> bool:
-    return DeltaTable.isDeltaTable(spark, path)
+def plan(spark: SparkSession, lake: Lakehouse, sources: list[str]) -> list[Batch]:
+    """The batch to run per source: an unfinished one to resume, else its new files (if any).
 
-
-def _log_rows(spark: SparkSession, lake: Lakehouse, source: str) -> list:
-    if not _table_exists(spark, lake.ingest_log):
-        return []
-    return spark.read.format("delta").load(lake.ingest_log).where(F.col("source") == source).collect()
-
-
-def plan(spark: SparkSession, lake: Lakehouse, source: str) -> Batch | None:
-    """The batch to run for ``source``: an unfinished one to resume, else the new files, else None."""
-    rows = _log_rows(spark, lake, source)
-    committed = {r.batch_seq for r in rows if r.status == "committed"}
-    unfinished = sorted({r.batch_seq for r in rows if r.status == "planned"} - committed)
-    if unfinished:
-        seq = unfinished[0]
-        files = sorted(r.file for r in rows if r.batch_seq == seq and r.status == "planned")
-        planned_at = next(r.planned_at for r in rows if r.batch_seq == seq)
-        log.warning("resuming unfinished ingestion batch %s-%06d (%d files)", source, seq, len(files))
-        return Batch(source, seq, files, planned_at)
-    root = lake.raw(source)
-    seen = {r.file for r in rows if r.status == "planned"}
-    infos = [f for f in fs.list_files(spark, root) if _relative(root, f.path) not in seen]
-    if not infos:
-        return None
-    seq = max((r.batch_seq for r in rows), default=0) + 1
+    New batches are recorded in the ingest log (one row per file) before anything else is written.
+    """
+    rows = []
+    if DeltaTable.isDeltaTable(spark, lake.ingest_log):
+        rows = spark.read.format("delta").load(lake.ingest_log).where(F.col("source").isin(*sources)).collect()
     now = dt.datetime.now(dt.UTC).replace(microsecond=0, tzinfo=None)
-    batch = Batch(source, seq, [_relative(root, f.path) for f in infos], now)
-    planned = [
-        (source, seq, batch.batch_id, "planned", _relative(root, f.path), f.size, f.modified_ms, now) for f in infos
-    ]
-    spark.createDataFrame(planned, LOG_SCHEMA).write.format("delta").mode("append").save(lake.ingest_log)
-    return batch
+    batches, planned = [], []
+    for source in sources:
+        mine = [r for r in rows if r.source == source]
+        committed = {r.batch_seq for r in mine if r.status == "committed"}
+        unfinished = sorted({r.batch_seq for r in mine if r.status == "planned"} - committed)
+        if unfinished:
+            seq = unfinished[0]
+            files = sorted(r.file for r in mine if r.batch_seq == seq and r.status == "planned")
+            planned_at = next(r.planned_at for r in mine if r.batch_seq == seq)
+            log.warning("resuming unfinished ingestion batch %s-%06d (%d files)", source, seq, len(files))
+            batches.append(Batch(source, seq, files, planned_at))
+            continue
+        root = lake.raw(source)
+        seen = {r.file for r in mine if r.status == "planned"}
+        infos = [f for f in fs.list_files(spark, root) if _relative(root, f.path) not in seen]
+        if not infos:
+            continue
+        seq = max((r.batch_seq for r in mine), default=0) + 1
+        batch = Batch(source, seq, [_relative(root, f.path) for f in infos], now)
+        batches.append(batch)
+        planned += [(source, seq, batch.batch_id, "planned", _relative(root, f.path), f.size, f.modified_ms, now) for f in infos]
+    if planned:
+        spark.createDataFrame(planned, LOG_SCHEMA).write.format("delta").mode("append").save(lake.ingest_log)
+    return batches
 
 
 def _relative(root: str, path: str) -> str:
@@ -192,9 +191,4 @@ def run(spark: SparkSession, settings: Settings, sources: list[str] | None = Non
         chosen = [s for s in RAW_SOURCES if fs.exists(spark, lake.raw(s))]
         if not chosen:
             raise RawReadError(f"no raw drops under {lake.path('raw')}: run `presage generate` or copy drops there")
-    results = []
-    for source in chosen:
-        batch = plan(spark, lake, source)
-        if batch is not None:
-            results.append(ingest_batch(spark, settings, lake, batch))
-    return results
+    return [ingest_batch(spark, settings, lake, batch) for batch in plan(spark, lake, chosen)]
