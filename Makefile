@@ -21,6 +21,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/presage generate --customers $(CUSTOMERS) --days $(DAYS) --seed $(SEED)
 	$(BIN)/presage ingest
+	$(BIN)/presage build-profiles
 	$(BIN)/presage where
 
 ## test: the whole suite, slow end-to-end cases included

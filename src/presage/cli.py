@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     ing = sub.add_parser("ingest", parents=[common], help="validate raw drops into bronze Delta tables and quarantine")
     ing.add_argument("--source", action="append", help="only this source (repeatable); default: all present")
 
+    sub.add_parser("build-profiles", parents=[common], help="resolve identities into the silver layer")
     sub.add_parser("where", parents=[common], help="print where the lakehouse and its tables are")
     return parser
 
@@ -68,12 +69,27 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _build_profiles(settings: Settings) -> int:
+    from presage.profiles.job import build_silver
+    from presage.session import get_spark
+
+    spark = get_spark("presage-build-profiles", settings)
+    result = build_silver(spark, settings, Lakehouse.of(settings))
+    r = result.identity
+    print(f"identity map: {r.persons:,d} persons, {r.identifiers:,d} identifiers ({r.shared:,d} shared), {r.merges:,d} merges, {r.changed:,d} rows changed")
+    print(f"silver ({'full build' if result.full else 'incremental'}, {result.persons_in_scope:,d} persons touched):")
+    for table, rows in result.written.items():
+        print(f"  {table:26s} {rows:>10,d} rows written")
+    return 0
+
+
 def _where(settings: Settings) -> int:
     lake = Lakehouse.of(settings)
     print(f"lakehouse:   {lake.root}")
     print(f"raw drops:   {lake.path('raw')}/<source>/<drop>/")
     print(f"bronze:      {lake.path('bronze')}/<source>  (Delta; quarantine in {lake.quarantine})")
     print(f"quality:     {lake.quality_results}  (Great Expectations results per batch)")
+    print(f"silver:      {lake.path('silver')}/<table>  (identity_map, customer_profile, customer_profile_history, clean facts)")
     print(f"truth:       {lake.truth}  (generator ground truth, for evaluation only)")
     return 0
 
@@ -91,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _generate(args, settings)
         if args.command == "ingest":
             return _ingest(args, settings)
+        if args.command == "build-profiles":
+            return _build_profiles(settings)
         return _where(settings)
     except (ValueError, FileNotFoundError) as exc:
         print(f"presage {args.command}: {exc}", file=sys.stderr)

@@ -43,6 +43,61 @@ class IngestSettings(_Strict):
     )
 
 
+IDENTIFIER_KINDS = ("customer_id", "email", "phone", "social_handle", "device_id")
+
+
+def _default_blocked() -> dict[str, list[str]]:
+    return {
+        "email": ["test@test.com", "noemail@noemail.com", "none@example.com", "na@na.com", "no@email.com", "unknown@unknown.com"],
+        "phone": ["0000000000", "1234567890", "9999999999"],
+        "device_id": ["00000000-0000-0000-0000-000000000000", "unknown"],
+    }
+
+
+class IdentitySettings(_Strict):
+    """Guard rails of identity resolution."""
+
+    max_customers_per_identifier: dict[str, int] = Field(
+        default_factory=lambda: {"email": 3, "phone": 3, "device_id": 3, "social_handle": 2},
+        description="an identifier seen with more CRM ids than this is shared and merges nobody",
+    )
+    blocked: dict[str, list[str]] = Field(
+        default_factory=_default_blocked,
+        description="identifier values never used to link (clear values; emails/phones are normalized and hashed)",
+    )
+
+    max_customer_ids_per_person: int = Field(
+        3, ge=1, description="a person holding more CRM ids than this is split by dropping its lowest-priority links"
+    )
+    priority: list[str] = Field(
+        default_factory=lambda: list(IDENTIFIER_KINDS),
+        description="identifier kinds from most to least trusted; the least trusted links are dropped first",
+    )
+
+    @field_validator("priority")
+    @classmethod
+    def _priority_complete(cls, value: list[str]) -> list[str]:
+        if sorted(value) != sorted(IDENTIFIER_KINDS):
+            raise ValueError(f"priority must order exactly the kinds {list(IDENTIFIER_KINDS)}, got {value}")
+        return value
+
+    @field_validator("max_customers_per_identifier", "blocked")
+    @classmethod
+    def _known_kinds(cls, value: dict) -> dict:
+        unknown = sorted(set(value) - set(IDENTIFIER_KINDS))
+        if unknown:
+            raise ValueError(f"unknown identifier kinds {unknown}; known: {list(IDENTIFIER_KINDS)}")
+        return value
+
+    @field_validator("max_customers_per_identifier")
+    @classmethod
+    def _limits_positive(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = [k for k, v in value.items() if v < 1]
+        if bad:
+            raise ValueError(f"limits must be >= 1: {bad}")
+        return value
+
+
 class ChannelSettings(_Strict):
     cost_per_contact: float = Field(gt=0, description="cost of one contact or impression")
     min_budget: float = Field(0.0, ge=0)
@@ -63,6 +118,7 @@ class Settings(_Strict):
     spark: SparkSettings = Field(default_factory=SparkSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    identity: IdentitySettings = Field(default_factory=IdentitySettings)
     horizon_days: int = Field(90, gt=0, description="prediction horizon of the labels")
     channels: dict[str, ChannelSettings] = Field(default_factory=_default_channels)
 
