@@ -22,6 +22,7 @@ demo: $(STAMP)
 	$(BIN)/presage generate --customers $(CUSTOMERS) --days $(DAYS) --seed $(SEED)
 	$(BIN)/presage ingest
 	$(BIN)/presage build-profiles
+	$(BIN)/presage build-features
 	$(BIN)/presage where
 
 ## test: the whole suite, slow end-to-end cases included

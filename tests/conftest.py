@@ -54,3 +54,21 @@ def ingested(spark, settings: Settings, generated: dict) -> list:
     from presage.ingest.job import run
 
     return run(spark, settings)
+
+
+@pytest.fixture(scope="session")
+def silver(spark, settings: Settings, ingested: list):
+    """The silver layer of the session lakehouse, built once from the ingested drops."""
+    from presage.lakehouse import Lakehouse
+    from presage.profiles.job import build_silver
+
+    return build_silver(spark, settings, Lakehouse.of(settings))
+
+
+@pytest.fixture(scope="session")
+def gold(spark, settings: Settings, silver):
+    """Feature snapshots of the session lakehouse, built once; returns the FeatureResult."""
+    from presage.features.job import build_features
+    from presage.lakehouse import Lakehouse
+
+    return build_features(spark, settings, Lakehouse.of(settings))

@@ -34,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     ing.add_argument("--source", action="append", help="only this source (repeatable); default: all present")
 
     sub.add_parser("build-profiles", parents=[common], help="resolve identities into the silver layer")
+    feat = sub.add_parser("build-features", parents=[common], help="point-in-time feature snapshots into gold (new dates only)")
+    feat.add_argument("--as-of", help="compute (or recompute) the one snapshot of this date, YYYY-MM-DD: data before its 00:00 UTC")
+    feat.add_argument("--from", dest="start", help="backfill: recompute the grid dates from this date (needs --to)")
+    feat.add_argument("--to", dest="end", help="backfill: recompute the grid dates up to this date, inclusive")
     sub.add_parser("where", parents=[common], help="print where the lakehouse and its tables are")
     return parser
 
@@ -83,6 +87,29 @@ def _build_profiles(settings: Settings) -> int:
     return 0
 
 
+def _build_features(args: argparse.Namespace, settings: Settings) -> int:
+    from presage.features.calendar import parse_date
+    from presage.features.job import build_features
+    from presage.session import get_spark
+
+    if (args.start is None) != (args.end is None):
+        raise ValueError("a backfill needs both --from and --to")
+    if args.as_of and args.start:
+        raise ValueError("--as-of and --from/--to cannot be combined")
+    as_of = parse_date(args.as_of) if args.as_of else None
+    backfill = (parse_date(args.start), parse_date(args.end)) if args.start else None
+    spark = get_spark("presage-build-features", settings)
+    lake = Lakehouse.of(settings)
+    result = build_features(spark, settings, lake, as_of, backfill)
+    if not result.dates:
+        print("features: every snapshot date is already built (use --from/--to to recompute)")
+        return 0
+    print(f"features: {len(result.dates)} snapshot dates {result.dates[0]} .. {result.dates[-1]}, {result.feature_rows:,d} rows")
+    print(f"extra CRM attribute columns: {', '.join(result.attribute_columns) or 'none'}")
+    print(f"gold: {lake.gold('customer_features')}  {lake.gold('customer_attributes')}")
+    return 0
+
+
 def _where(settings: Settings) -> int:
     lake = Lakehouse.of(settings)
     print(f"lakehouse:   {lake.root}")
@@ -90,6 +117,7 @@ def _where(settings: Settings) -> int:
     print(f"bronze:      {lake.path('bronze')}/<source>  (Delta; quarantine in {lake.quarantine})")
     print(f"quality:     {lake.quality_results}  (Great Expectations results per batch)")
     print(f"silver:      {lake.path('silver')}/<table>  (identity_map, customer_profile, customer_profile_history, clean facts)")
+    print(f"gold:        {lake.path('gold')}/<table>  (customer_features, customer_attributes: snapshots keyed by customer_id, event_timestamp)")
     print(f"truth:       {lake.truth}  (generator ground truth, for evaluation only)")
     return 0
 
@@ -109,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _ingest(args, settings)
         if args.command == "build-profiles":
             return _build_profiles(settings)
+        if args.command == "build-features":
+            return _build_features(args, settings)
         return _where(settings)
     except (ValueError, FileNotFoundError) as exc:
         print(f"presage {args.command}: {exc}", file=sys.stderr)

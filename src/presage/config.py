@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -98,6 +98,20 @@ class IdentitySettings(_Strict):
         return value
 
 
+class FeatureSettings(_Strict):
+    """Which as-of dates get a feature snapshot."""
+
+    frequency: Literal["daily", "weekly"] = Field(
+        "weekly", description="one snapshot per day, or per week (Mondays 00:00 UTC)"
+    )
+    lookback_days: int = Field(
+        365, gt=0, description="snapshots go back this far from the newest data"
+    )
+    min_history_days: int = Field(
+        28, ge=0, description="no snapshot before the earliest data plus this many days"
+    )
+
+
 class ChannelSettings(_Strict):
     cost_per_contact: float = Field(gt=0, description="cost of one contact or impression")
     min_budget: float = Field(0.0, ge=0)
@@ -119,6 +133,7 @@ class Settings(_Strict):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
     horizon_days: int = Field(90, gt=0, description="prediction horizon of the labels")
     channels: dict[str, ChannelSettings] = Field(default_factory=_default_channels)
 

@@ -49,6 +49,22 @@ def load_suite(source: str) -> dict[str, Any]:
     return json.loads(file.read_text())
 
 
+def value_set(source: str, column: str) -> list[str]:
+    """The values a column may hold, as its suite's ``expect_column_values_to_be_in_set`` says.
+
+    Later layers derive per-value features (one per channel, per event type) from this list, so the
+    suite stays the one place that names them.
+
+    Raises:
+        KeyError: the suite has no value set for the column.
+    """
+    for item in load_suite(source)["expectations"]:
+        kwargs = item.get("kwargs", {})
+        if item["type"] == "expect_column_values_to_be_in_set" and kwargs.get("column") == column:
+            return list(kwargs["value_set"])
+    raise KeyError(f"expectations/{source}.json has no value set for column {column!r}")
+
+
 def expectations(source: str, schema: StructType) -> list[Expectation]:
     """The suite's expectations, checked against the source's schema.
 
