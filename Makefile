@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 CUSTOMERS ?= 10000
 DAYS ?= 365
 SEED ?= 7
+# The Feast repository (feature_repo/) names its registry, online store and gold tables by $PRESAGE_HOME.
+export PRESAGE_HOME ?= $(CURDIR)/lakehouse
 
 .PHONY: demo test install lint clean-lakehouse
 
@@ -17,12 +19,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## demo: generate raw drops and run the pipeline on the embedded default (local Spark, Delta on disk)
+## demo: generate raw drops and run the pipeline on the embedded default (local Spark, Delta on disk, SQLite online store)
 demo: $(STAMP)
 	$(BIN)/presage generate --customers $(CUSTOMERS) --days $(DAYS) --seed $(SEED)
 	$(BIN)/presage ingest
 	$(BIN)/presage build-profiles
 	$(BIN)/presage build-features
+	cd feature_repo && ../$(BIN)/feast apply
+	$(BIN)/presage materialize
 	$(BIN)/presage where
 
 ## test: the whole suite, slow end-to-end cases included

@@ -38,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     feat.add_argument("--as-of", help="compute (or recompute) the one snapshot of this date, YYYY-MM-DD: data before its 00:00 UTC")
     feat.add_argument("--from", dest="start", help="backfill: recompute the grid dates from this date (needs --to)")
     feat.add_argument("--to", dest="end", help="backfill: recompute the grid dates up to this date, inclusive")
+    mat = sub.add_parser("materialize", parents=[common], help="newest gold snapshot of each Feast view into the online store")
+    mat.add_argument("--as-of", help="materialize the newest snapshot at or before this date, YYYY-MM-DD (default: now)")
+    mat.add_argument("--view", action="append", help="only this feature view (repeatable)")
+    ts = sub.add_parser("training-set", parents=[common], help="point-in-time training data from Feast's historical retrieval")
+    ts.add_argument("--entities", required=True, help="entity rows (customer_id, event_timestamp, labels...): Delta, CSV, JSON lines or Parquet")
+    ts.add_argument("--service", required=True, help="Feast feature service, e.g. purchase_propensity")
+    ts.add_argument("--output", required=True, help="Delta table written (replaced) with the training set")
     sub.add_parser("where", parents=[common], help="print where the lakehouse and its tables are")
     return parser
 
@@ -110,6 +117,39 @@ def _build_features(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _materialize(args: argparse.Namespace, settings: Settings) -> int:
+    import datetime as dt
+
+    from presage.features.calendar import parse_date
+    from presage.featurestore.materialize import materialize
+    from presage.featurestore.store import open_store
+    from presage.session import get_spark
+
+    as_of = None
+    if args.as_of:
+        as_of = dt.datetime.combine(parse_date(args.as_of), dt.time.max, tzinfo=dt.timezone.utc)
+    spark = get_spark("presage-materialize", settings)
+    store = open_store(settings)
+    for r in materialize(spark, store, as_of, args.view):
+        rate = r.rows / r.seconds if r.seconds else 0.0
+        print(f"{r.view:22s} snapshot {r.snapshot}  {r.rows:>10,d} rows  {r.seconds:6.1f} s  {rate:>9,.0f} rows/s  ({r.writer})")
+    print(f"online store: {store.config.online_store.type}")
+    return 0
+
+
+def _training_set(args: argparse.Namespace, settings: Settings) -> int:
+    from presage.featurestore.store import open_store
+    from presage.featurestore.training import read_entities, training_set
+    from presage.session import get_spark
+
+    spark = get_spark("presage-training-set", settings)
+    rows = training_set(open_store(settings), read_entities(spark, args.entities), args.service)
+    rows.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(args.output)
+    written = spark.read.format("delta").load(args.output)
+    print(f"training set: {written.count():,d} rows x {len(written.columns)} columns -> {args.output}")
+    return 0
+
+
 def _where(settings: Settings) -> int:
     lake = Lakehouse.of(settings)
     print(f"lakehouse:   {lake.root}")
@@ -118,6 +158,7 @@ def _where(settings: Settings) -> int:
     print(f"quality:     {lake.quality_results}  (Great Expectations results per batch)")
     print(f"silver:      {lake.path('silver')}/<table>  (identity_map, customer_profile, customer_profile_history, clean facts)")
     print(f"gold:        {lake.path('gold')}/<table>  (customer_features, customer_attributes: snapshots keyed by customer_id, event_timestamp)")
+    print(f"feast:       {lake.path('feast')}  (registry.db, online.db of feature_repo/feature_store.yaml)")
     print(f"truth:       {lake.truth}  (generator ground truth, for evaluation only)")
     return 0
 
@@ -139,6 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _build_profiles(settings)
         if args.command == "build-features":
             return _build_features(args, settings)
+        if args.command == "materialize":
+            return _materialize(args, settings)
+        if args.command == "training-set":
+            return _training_set(args, settings)
         return _where(settings)
     except (ValueError, FileNotFoundError) as exc:
         print(f"presage {args.command}: {exc}", file=sys.stderr)

@@ -112,6 +112,16 @@ class FeatureSettings(_Strict):
     )
 
 
+class FeastSettings(_Strict):
+    """Where the Feast repository is and which of its store configurations to use."""
+
+    repo: str = Field("feature_repo", description="the Feast repository folder (relative to the working directory)")
+    yaml: str = Field(
+        "feature_store.yaml",
+        description="store configuration inside the repository: feature_store.yaml (SQLite) or feature_store.redis.yaml",
+    )
+
+
 class ChannelSettings(_Strict):
     cost_per_contact: float = Field(gt=0, description="cost of one contact or impression")
     min_budget: float = Field(0.0, ge=0)
@@ -134,6 +144,7 @@ class Settings(_Strict):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
+    feast: FeastSettings = Field(default_factory=FeastSettings)
     horizon_days: int = Field(90, gt=0, description="prediction horizon of the labels")
     channels: dict[str, ChannelSettings] = Field(default_factory=_default_channels)
 

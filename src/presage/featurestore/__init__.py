@@ -1,0 +1,1 @@
+"""Feast on the gold tables: opening the repository, online materialization, training sets."""
