@@ -37,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES = [f"f_{k:02d}" for k in range(50)]
 SNAPSHOT = dt.datetime(2026, 10, 26, tzinfo=dt.timezone.utc)
-SERVE_FLAGS = ["--no-access-log", "--max-requests", "0", "--workers", "1"]
+SERVE_FLAGS = ["--no-access-log", "--max-requests", "0", "--keep-alive-timeout", "300", "--workers", "1"]
 
 
 def _port() -> int:
