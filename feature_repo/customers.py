@@ -62,23 +62,19 @@ customer = Entity(
     description="a resolved person (silver identity map person_id)",
 )
 
-behaviour_source = SparkSource(
-    name="gold_customer_features",
-    path=str(GOLD / "customer_features"),
-    table_format=DeltaFormat(),
-    timestamp_field=TIMESTAMP,
-    date_partition_column=PARTITION,
-    description="weekly (or daily) point-in-time behaviour snapshots",
-)
+def _gold_source(table: str, description: str) -> SparkSource:
+    return SparkSource(
+        name=f"gold_{table}",
+        path=str(GOLD / table),
+        table_format=DeltaFormat(),
+        timestamp_field=TIMESTAMP,
+        date_partition_column=PARTITION,
+        description=description,
+    )
 
-attributes_source = SparkSource(
-    name="gold_customer_attributes",
-    path=str(GOLD / "customer_attributes"),
-    table_format=DeltaFormat(),
-    timestamp_field=TIMESTAMP,
-    date_partition_column=PARTITION,
-    description="CRM attributes as of each snapshot date, from the SCD2 profile history",
-)
+
+behaviour_source = _gold_source("customer_features", "weekly (or daily) point-in-time behaviour snapshots")
+attributes_source = _gold_source("customer_attributes", "CRM attributes as of each snapshot date, from the SCD2 profile history")
 
 # Behaviour is recency-driven: a snapshot older than two weekly runs misstates "days since" and the
 # windowed counts, so a training row that far from any snapshot gets nulls rather than stale values.
