@@ -4,13 +4,16 @@ One view of 50 float features (the shape of the issue's reference run) over a ge
 in a temporary Feast repository, with a redis-server started on 127.0.0.1:
 
 - materialization: presage (bulk writer in Spark tasks, second of two runs) on --rows rows, against Feast's own
-  `store.materialize` (Spark compute engine, default settings) on --reference-rows rows: rows/s and
-  the ratio;
+  `store.materialize` (Spark compute engine, default settings) on --reference-rows rows, and against
+  redis-server alone: the same commands pre-encoded and replayed from one connection on
+  --ceiling-rows rows (what Redis itself executes per second for Feast's layout: the ceiling);
 - one customer x 50 features, warm, sequential, --requests lookups with random customers: p50/p99 of
-  the SDK on SQLite, the SDK on Redis and `feast serve` over one keep-alive HTTP connection, each
-  beside raw redis-py HMGET of the same key and fields (the floor).
+  the SDK on SQLite, the SDK on Redis and `feast serve` over one keep-alive HTTP connection (an
+  explicit feature list, then the feature service), each beside raw redis-py HMGET of the same key
+  and fields (the floor).
 
     python bench/feature_serving.py [--rows 500000] [--reference-rows 20000] [--requests 2000]
+                                    [--ceiling-rows 100000]
 
 Prints a table and writes bench/out/feature_serving.json. Numbers, not assertions: run it on a quiet
 machine.
@@ -60,6 +63,33 @@ def _timed(call, n: int, warm: int = 200) -> tuple[float, float]:
         call(i)
         samples.append(time.perf_counter() - started)
     return _percentiles(samples)
+
+
+def _redis_ceiling(port: int, rows: int) -> float:
+    """Rows/s of redis-server itself on Feast's layout: pre-encoded commands replayed from one
+    connection, keys already present (as in presage's second run). No writer can beat it."""
+    import pyarrow as pa
+    import redis
+
+    from presage.featurestore import redis_bulk
+
+    layout = redis_bulk.Layout("ceiling", "big", "customer_id", tuple((f, "double") for f in FEATURES),
+                               "event_timestamp", None, {"port": port})
+    rng = np.random.default_rng(0)
+    table = pa.table({"customer_id": [f"C{i:07d}" for i in range(rows)],
+                      "event_timestamp": pa.array([SNAPSHOT] * rows, pa.timestamp("us", tz="UTC")),
+                      **{name: rng.random(rows) for name in FEATURES}})
+    payloads = [redis_bulk.commands(batch, layout) for batch in table.to_batches(10_000)]
+    connection = redis.Redis(port=port).connection_pool.get_connection()
+    rate = 0.0
+    for _ in range(2):
+        started = time.perf_counter()
+        for payload, replies in payloads:
+            connection.send_packed_command([payload])
+            for _ in range(replies):
+                connection.read_response()
+        rate = rows / (time.perf_counter() - started)
+    return rate
 
 
 def _write_table(spark, path: str, rows: int) -> None:
@@ -118,6 +148,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=500_000)
     parser.add_argument("--reference-rows", type=int, default=20_000)
     parser.add_argument("--requests", type=int, default=2_000)
+    parser.add_argument("--ceiling-rows", type=int, default=100_000)
     args = parser.parse_args()
 
     from feast import FeatureStore
@@ -157,7 +188,9 @@ def main() -> int:
         started = time.perf_counter()
         redis_store.materialize(SNAPSHOT - dt.timedelta(days=1), SNAPSHOT + dt.timedelta(days=1), ["ref"])
         feast_rate = args.reference_rows / (time.perf_counter() - started)
-        results["materialize_rows_per_s"] = {"presage": bulk_rate, "feast": feast_rate, "ratio": bulk_rate / feast_rate}
+        ceiling = _redis_ceiling(port, args.ceiling_rows)
+        results["materialize_rows_per_s"] = {"presage": bulk_rate, "feast": feast_rate, "redis_ceiling": ceiling,
+                                             "ratio": bulk_rate / feast_rate, "of_ceiling": bulk_rate / ceiling}
 
         sqlite_store = FeatureStore(repo_path=str(sqlite_repo))
         materialize(spark, sqlite_store, views=["ref"])
@@ -195,6 +228,15 @@ def main() -> int:
                 assert response.status == 200, payload[:300]
 
             lookups["HTTP feast serve"] = _timed(http_lookup, args.requests)
+
+            def http_service_lookup(i: int) -> None:
+                body = json.dumps({"feature_service": "lookup", "entities": {"customer_id": [pick[i]]}})
+                connection.request("POST", "/get-online-features", body=body, headers={"Content-Type": "application/json"})
+                response = connection.getresponse()
+                payload = response.read()
+                assert response.status == 200, payload[:300]
+
+            lookups["HTTP, feature_service"] = _timed(http_service_lookup, args.requests)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -208,7 +250,9 @@ def main() -> int:
     print(f"\nmaterialization into Redis, {len(FEATURES)} float features")
     print(f"  presage bulk writer ({args.rows:,d} rows)      {rates['presage']:>10,.0f} rows/s")
     print(f"  Feast materialize ({args.reference_rows:,d} rows)        {rates['feast']:>10,.0f} rows/s")
+    print(f"  redis-server alone ({args.ceiling_rows:,d} rows, replayed)  {rates['redis_ceiling']:>10,.0f} rows/s")
     print(f"  ratio presage / Feast                     {rates['ratio']:>10.1f}x")
+    print(f"  ratio presage / redis-server alone        {rates['of_ceiling']:>10.2f}x")
     floor = results["lookup_ms"]["raw redis-py HMGET (floor)"]
     print(f"\nonline lookup, 1 customer x {len(FEATURES)} features ({args.requests:,d} sequential requests)")
     print(f"  {'path':28s} {'p50 ms':>8s} {'p99 ms':>8s} {'p50 / floor':>12s} {'p99 / floor':>12s}")

@@ -100,8 +100,9 @@ def bulk_layout(store: FeatureStore, view: FeatureView) -> redis_bulk.Layout | N
 
 
 def _bulk_write(spark: SparkSession, rows: DataFrame, layout: redis_bulk.Layout) -> int:
-    tasks = spark.sparkContext.defaultParallelism
-    written = rows.repartition(tasks).mapInArrow(lambda batches: redis_bulk.write(batches, layout), "written long")
+    # The scan's own splits, no shuffle: a snapshot's files already spread over tasks, and one task
+    # per core keeps pace with a single Redis.
+    written = rows.mapInArrow(lambda batches: redis_bulk.write(batches, layout), "written long")
     return int(written.agg(F.sum("written")).first()[0] or 0)
 
 

@@ -8,7 +8,7 @@ time as a ``Timestamp`` proto, then ``EXPIRE`` when the store has a key TTL. Val
 with numpy and Arrow compute, so Python work is per row (the key), never per value.
 
 It runs inside Spark tasks (``mapInArrow``): each task opens one connection and pipelines its
-batches. Plain Redis only; clusters and sentinels go through Feast's own engine.
+batches, one ahead of the replies. Plain Redis only; clusters and sentinels go through Feast's own engine.
 """
 
 from __future__ import annotations
@@ -141,6 +141,9 @@ def commands(batch: pa.RecordBatch, layout: Layout) -> tuple[bytes, int]:
 def write(batches: Iterator[pa.RecordBatch], layout: Layout) -> Iterator[pa.RecordBatch]:
     """Write Arrow batches (a Spark task's rows) and yield how many rows each batch wrote.
 
+    One batch stays in flight: batch i+1 is encoded and sent before the replies of batch i are
+    read, so Redis executes while this task encodes instead of waiting for it.
+
     Raises:
         redis.ResponseError: Redis refused a command (the task fails and Spark retries it:
             rewriting the same values is harmless).
@@ -149,15 +152,24 @@ def write(batches: Iterator[pa.RecordBatch], layout: Layout) -> Iterator[pa.Reco
 
     client = redis.Redis(**layout.connection)
     connection = client.connection_pool.get_connection()
+
+    def confirmed(replies: int, rows: int) -> pa.RecordBatch:
+        for _ in range(replies):
+            connection.read_response()  # raises on an error reply
+        return pa.RecordBatch.from_pydict({"written": [rows]})
+
     try:
+        in_flight: tuple[int, int] | None = None
         for batch in batches:
             if batch.num_rows == 0:
                 continue
             payload, replies = commands(batch, layout)
             connection.send_packed_command([payload])
-            for _ in range(replies):
-                connection.read_response()  # raises on an error reply
-            yield pa.RecordBatch.from_pydict({"written": [batch.num_rows]})
+            if in_flight:
+                yield confirmed(*in_flight)
+            in_flight = (replies, batch.num_rows)
+        if in_flight:
+            yield confirmed(*in_flight)
     finally:
         client.connection_pool.release(connection)
         client.close()
