@@ -8,6 +8,7 @@ DAYS ?= 365
 SEED ?= 7
 # The Feast repository (feature_repo/) names its registry, online store and gold tables by $PRESAGE_HOME.
 export PRESAGE_HOME ?= $(CURDIR)/lakehouse
+export MLFLOW_DISABLE_TELEMETRY ?= true
 
 .PHONY: demo test install lint clean-lakehouse
 
@@ -27,6 +28,7 @@ demo: $(STAMP)
 	$(BIN)/presage build-features
 	cd feature_repo && ../$(BIN)/feast apply
 	$(BIN)/presage materialize
+	for model in purchase_propensity churn_risk expected_spend channel_response; do $(BIN)/presage train --model $$model || exit 1; done
 	$(BIN)/presage where
 
 ## test: the whole suite, slow end-to-end cases included

@@ -45,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     ts.add_argument("--entities", required=True, help="entity rows (customer_id, event_timestamp, labels...): Delta, CSV, JSON lines or Parquet")
     ts.add_argument("--service", required=True, help="Feast feature service, e.g. purchase_propensity")
     ts.add_argument("--output", required=True, help="Delta table written (replaced) with the training set")
+    tr = sub.add_parser("train", parents=[common], help="train, evaluate and register a model (xgboost.spark, MLflow)")
+    tr.add_argument("--model", required=True, help="purchase_propensity, churn_risk, expected_spend, channel_response, or a custom goal's name with --labels")
+    tr.add_argument("--labels", help="custom goal: label table (customer_id, event_timestamp, label 0/1): Delta, CSV, JSON lines or Parquet")
+    tr.add_argument("--as-of", help="backtest: train exactly as on this date, YYYY-MM-DD (no data from its 00:00 UTC on is read)")
     sub.add_parser("where", parents=[common], help="print where the lakehouse and its tables are")
     return parser
 
@@ -150,6 +154,29 @@ def _training_set(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace, settings: Settings) -> int:
+    import datetime as dt
+
+    from presage.features.calendar import parse_date
+    from presage.models.train import train
+    from presage.session import get_spark
+
+    as_of = dt.datetime.combine(parse_date(args.as_of), dt.time.min, tzinfo=dt.timezone.utc) if args.as_of else None
+    spark = get_spark("presage-train", settings)
+    r = train(spark, settings, args.model, args.labels, as_of)
+    print(f"{r.model}: {r.training_rows:,d} training rows, {r.holdout_rows:,d} holdout rows, {r.trees} trees")
+    for key in ("auc", "pr_auc", "log_loss", "brier", "top_decile_lift", "lift_quality_pct", "top_decile_revenue_capture",
+                "mae", "rmse", "spearman", "gini"):
+        if key in r.metrics:
+            base = f"   (baseline {r.baseline[key]:.4f})" if key in r.baseline else ""
+            print(f"  {key:28s} {r.metrics[key]:10.4f}{base}")
+    for attribute, item in r.fairness.items():
+        flag = "  FLAGGED (< 0.8)" if item["flagged"] else ""
+        print(f"  fairness {attribute:19s} selection-rate ratio {item['selection_rate_ratio']:.2f}, TPR gap {item['true_positive_rate_gap']:.2f}{flag}")
+    print(f"MLflow run {r.run_id}, registered version {r.version}: {r.decision}")
+    return 0
+
+
 def _where(settings: Settings) -> int:
     lake = Lakehouse.of(settings)
     print(f"lakehouse:   {lake.root}")
@@ -159,6 +186,7 @@ def _where(settings: Settings) -> int:
     print(f"silver:      {lake.path('silver')}/<table>  (identity_map, customer_profile, customer_profile_history, clean facts)")
     print(f"gold:        {lake.path('gold')}/<table>  (customer_features, customer_attributes: snapshots keyed by customer_id, event_timestamp)")
     print(f"feast:       {lake.path('feast')}  (registry.db, online.db of feature_repo/feature_store.yaml)")
+    print(f"models:      {lake.path('mlflow')}  (MLflow tracking database and artifacts; training sets in {lake.path('models')})")
     print(f"truth:       {lake.truth}  (generator ground truth, for evaluation only)")
     return 0
 
@@ -184,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _materialize(args, settings)
         if args.command == "training-set":
             return _training_set(args, settings)
+        if args.command == "train":
+            return _train(args, settings)
         return _where(settings)
     except (ValueError, FileNotFoundError) as exc:
         print(f"presage {args.command}: {exc}", file=sys.stderr)

@@ -122,6 +122,46 @@ class FeastSettings(_Strict):
     )
 
 
+class ModelSettings(_Strict):
+    """How models are trained, compared and reported (see docs/models.md)."""
+
+    num_workers: int = Field(2, ge=1, description="xgboost.spark workers (one Spark task each, barrier mode)")
+    max_rounds: int = Field(600, ge=1, description="boosting rounds at most; early stopping picks fewer")
+    early_stopping_rounds: int = Field(40, ge=1)
+    params: dict[str, float | int | str] = Field(
+        default_factory=dict, description="XGBoost parameters over the defaults (max_depth, learning_rate, ...)"
+    )
+    imbalance: Literal["keep_probabilities", "balance"] = Field(
+        "keep_probabilities",
+        description="keep_probabilities: max_delta_step 1 and no reweighting, so scores stay calibrated "
+        "(they feed expected value and budgets); balance: scale_pos_weight = negatives / positives",
+    )
+    holdout_snapshots: int = Field(4, ge=1, description="the latest labelled snapshots held out for validation")
+    max_training_rows: int = Field(
+        2_000_000, ge=1000, description="training rows kept at most (a deterministic sample of persons)"
+    )
+    evaluation_rows: int = Field(
+        1_000_000, ge=1000, description="holdout rows brought to the driver for metrics and plots, at most"
+    )
+    active_days: int = Field(365, gt=0, description="churn: a customer with an order in this many days is active")
+    sensitive_attributes: list[str] = Field(
+        default_factory=lambda: ["gender", "age_years"],
+        description="never model features; fairness is reported across their groups",
+    )
+    min_group_rows: int = Field(50, ge=1, description="fairness ratios ignore groups smaller than this")
+    min_improvement: float = Field(
+        0.0, ge=0, description="the challenger takes the champion alias when its primary metric is higher by more than this"
+    )
+
+
+class MlflowSettings(_Strict):
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking server or database; default: SQLite under <home>/mlflow"
+    )
+    experiment: str = Field("presage", description="experiment name prefix: <experiment>/<model>")
+    registered_prefix: str = Field("presage_", description="registered model name: <prefix><model>")
+
+
 class ChannelSettings(_Strict):
     cost_per_contact: float = Field(gt=0, description="cost of one contact or impression")
     min_budget: float = Field(0.0, ge=0)
@@ -146,6 +186,8 @@ class Settings(_Strict):
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     feast: FeastSettings = Field(default_factory=FeastSettings)
     horizon_days: int = Field(90, gt=0, description="prediction horizon of the labels")
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     channels: dict[str, ChannelSettings] = Field(default_factory=_default_channels)
 
     @field_validator("channels")
