@@ -1,0 +1,1 @@
+"""Models: labels, training with xgboost.spark, evaluation, MLflow registry (docs/models.md)."""
