@@ -16,7 +16,6 @@ from presage.generate.params import (
     EMAIL_DOMAINS,
     FIRST_NAMES,
     LAST_NAMES,
-    PLACEHOLDER_EMAILS,
     GenParams,
 )
 from presage.generate.rand import Draws

@@ -18,7 +18,6 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 from delta.tables import DeltaTable
 from feast import FeatureStore
 from mlflow.models import ModelSignature
