@@ -29,6 +29,7 @@ demo: $(STAMP)
 	cd feature_repo && ../$(BIN)/feast apply
 	$(BIN)/presage materialize
 	for model in purchase_propensity churn_risk expected_spend channel_response; do $(BIN)/presage train --model $$model || exit 1; done
+	$(BIN)/presage score
 	$(BIN)/presage where
 
 ## test: the whole suite, slow end-to-end cases included

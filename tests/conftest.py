@@ -7,10 +7,15 @@ writes lands in the working copy.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from presage.config import Settings
+from presage.config import ModelSettings, Settings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -72,3 +77,53 @@ def gold(spark, settings: Settings, silver):
     from presage.lakehouse import Lakehouse
 
     return build_features(spark, settings, Lakehouse.of(settings))
+
+
+# The lakehouse models are trained on: eight months of history, so that labels over a 56-day horizon
+# leave several training and holdout snapshots; few boosting rounds keep the suite quick.
+MODEL_HORIZON = 56
+MODEL_LAKE = {"customers": 1500, "days": 240, "seed": 5}
+
+
+@pytest.fixture(scope="session")
+def model_settings() -> Settings:
+    return Settings(spark={"profile": "test"}, horizon_days=MODEL_HORIZON,
+                    models=ModelSettings(max_rounds=150, early_stopping_rounds=20, holdout_snapshots=3))
+
+
+@pytest.fixture(scope="session")
+def model_lake(spark, tmp_path_factory: pytest.TempPathFactory, lake_home: str, model_settings: Settings) -> str:
+    """A second lakehouse built once through gold and `feast apply`; returns its root. Modules using
+    it point PRESAGE_HOME at it for their duration (see ``use_home``)."""
+    from presage.features.job import build_features
+    from presage.generate.params import GenParams
+    from presage.generate.run import generate
+    from presage.ingest.job import run
+    from presage.lakehouse import Lakehouse
+    from presage.profiles.job import build_silver
+
+    home = str(tmp_path_factory.mktemp("model_lake"))
+    with use_home(home, lake_home):
+        lake = Lakehouse.of(model_settings)
+        generate(spark, GenParams(**MODEL_LAKE), lake)
+        run(spark, model_settings)
+        build_silver(spark, model_settings, lake)
+        build_features(spark, model_settings, lake)
+        applied = subprocess.run([str(Path(sys.executable).parent / "feast"), "apply"], cwd=ROOT / "feature_repo",
+                                 capture_output=True, text=True, env={**os.environ, "PRESAGE_HOME": home}, timeout=600)
+        assert applied.returncode == 0, applied.stderr[-2000:]
+    return home
+
+
+class use_home:
+    """Point PRESAGE_HOME at ``home`` inside a with-block, then back at the session lakehouse."""
+
+    def __init__(self, home: str, previous: str) -> None:
+        self.home, self.previous = home, previous
+
+    def __enter__(self) -> str:
+        os.environ["PRESAGE_HOME"] = self.home
+        return self.home
+
+    def __exit__(self, *exc: object) -> None:
+        os.environ["PRESAGE_HOME"] = self.previous

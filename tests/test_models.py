@@ -20,15 +20,14 @@ import pytest
 from mlflow.tracking import MlflowClient
 from pyspark.sql import functions as F
 
-from presage.config import ModelSettings, Settings
+from presage.config import Settings
 from presage.features.catalog import ENTITY, TIMESTAMP
+from tests.conftest import MODEL_HORIZON as HORIZON
+from tests.conftest import use_home
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-HORIZON = 56
-MODELS = ModelSettings(max_rounds=150, early_stopping_rounds=20, holdout_snapshots=3)
 
 
 def _free_port() -> int:
@@ -38,33 +37,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def model_home(spark, tmp_path_factory, lake_home: str):
-    """A second lakehouse (1,500 customers, 240 days) built through gold and `feast apply`."""
-    from presage.features.job import build_features
-    from presage.generate.params import GenParams
-    from presage.generate.run import generate
-    from presage.ingest.job import run
-    from presage.lakehouse import Lakehouse
-    from presage.profiles.job import build_silver
-
-    home = str(tmp_path_factory.mktemp("model_lake"))
-    os.environ["PRESAGE_HOME"] = home
-    settings = Settings(spark={"profile": "test"}, horizon_days=HORIZON, models=MODELS)
-    lake = Lakehouse.of(settings)
-    generate(spark, GenParams(customers=1500, days=240, seed=5), lake)
-    run(spark, settings)
-    build_silver(spark, settings, lake)
-    build_features(spark, settings, lake)
-    applied = subprocess.run([str(BIN / "feast"), "apply"], cwd=ROOT / "feature_repo", capture_output=True, text=True,
-                             env={**os.environ, "PRESAGE_HOME": home}, timeout=600)
-    assert applied.returncode == 0, applied.stderr[-2000:]
-    yield home
-    os.environ["PRESAGE_HOME"] = lake_home
-
-
-@pytest.fixture(scope="module")
-def settings_m(model_home: str) -> Settings:
-    return Settings(spark={"profile": "test"}, horizon_days=HORIZON, models=MODELS)
+def settings_m(model_lake: str, lake_home: str, model_settings: Settings):
+    with use_home(model_lake, lake_home):
+        yield model_settings
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +88,7 @@ def test_worse_challenger_keeps_the_champion(spark, first, settings_m):
     from presage.models import tracking
     from presage.models.train import train
 
-    weak = settings_m.model_copy(update={"models": MODELS.model_copy(update={"max_rounds": 1, "params": {"max_depth": 1}})})
+    weak = settings_m.model_copy(update={"models": settings_m.models.model_copy(update={"max_rounds": 1, "params": {"max_depth": 1}})})
     second = train(spark, weak, "purchase_propensity")
     assert second.metrics["auc"] < first.metrics["auc"]
     assert not second.promoted and second.decision.startswith("kept the champion")
@@ -187,7 +162,7 @@ def test_custom_goal_from_the_command_line_on_a_real_mlflow_server(spark, settin
     labels.write.parquet(str(tmp_path / "labels.parquet"))
     config = tmp_path / "conf.yaml"
     config.write_text(json.dumps({"spark": {"profile": "test"}, "horizon_days": HORIZON,
-                                  "models": MODELS.model_dump(), "mlflow": {"tracking_uri": mlflow_server}}))
+                                  "models": settings_m.models.model_dump(), "mlflow": {"tracking_uri": mlflow_server}}))
     code = main(["train", "--model", "bought_top_category", "--labels", str(tmp_path / "labels.parquet"), "--config", str(config)])
     assert code == 0
     client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)

@@ -49,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--model", required=True, help="purchase_propensity, churn_risk, expected_spend, channel_response, or a custom goal's name with --labels")
     tr.add_argument("--labels", help="custom goal: label table (customer_id, event_timestamp, label 0/1): Delta, CSV, JSON lines or Parquet")
     tr.add_argument("--as-of", help="backtest: train exactly as on this date, YYYY-MM-DD (no data from its 00:00 UTC on is read)")
+    sc = sub.add_parser("score", parents=[common], help="score every person; write lead_priority, budget_allocation, segments, recommendations, anomalies")
+    sc.add_argument("--as-of", help="backtest: score as on this date, YYYY-MM-DD (its snapshot, the models trained by then)")
+    sv = sub.add_parser("serve", parents=[common], help="HTTP: a person's current scores and next best action from the online store")
+    sv.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=6570)
     sub.add_parser("where", parents=[common], help="print where the lakehouse and its tables are")
     return parser
 
@@ -177,6 +182,30 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _score(args: argparse.Namespace, settings: Settings) -> int:
+    from presage.features.calendar import parse_date
+    from presage.scoring.job import run
+    from presage.session import get_spark
+
+    spark = get_spark("presage-score", settings)
+    r = run(spark, settings, parse_date(args.as_of) if args.as_of else None)
+    lake = Lakehouse.of(settings)
+    print(f"scored {r.score_date} from the feature snapshot of {r.feature_snapshot:%Y-%m-%d}, models "
+          + ", ".join(f"{goal} v{version}" for goal, version in r.models.items()))
+    for table, rows in r.rows.items():
+        print(f"  {table:18s} {rows:>10,d} rows  {lake.output(table)}")
+    return 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from presage.scoring.serve import app
+
+    uvicorn.run(app(settings), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def _where(settings: Settings) -> int:
     lake = Lakehouse.of(settings)
     print(f"lakehouse:   {lake.root}")
@@ -187,6 +216,7 @@ def _where(settings: Settings) -> int:
     print(f"gold:        {lake.path('gold')}/<table>  (customer_features, customer_attributes: snapshots keyed by customer_id, event_timestamp)")
     print(f"feast:       {lake.path('feast')}  (registry.db, online.db of feature_repo/feature_store.yaml)")
     print(f"models:      {lake.path('mlflow')}  (MLflow tracking database and artifacts; training sets in {lake.path('models')})")
+    print(f"outputs:     {lake.path('outputs')}/<table>  (lead_priority, budget_allocation, segments, segment_members, recommendations, anomalies, score_thresholds; by score_date)")
     print(f"truth:       {lake.truth}  (generator ground truth, for evaluation only)")
     return 0
 
@@ -214,8 +244,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _training_set(args, settings)
         if args.command == "train":
             return _train(args, settings)
+        if args.command == "score":
+            return _score(args, settings)
+        if args.command == "serve":
+            return _serve(args, settings)
         return _where(settings)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, LookupError) as exc:
         print(f"presage {args.command}: {exc}", file=sys.stderr)
         return 2
 

@@ -173,6 +173,107 @@ def _default_channels() -> dict[str, ChannelSettings]:
     return {name: ChannelSettings(cost_per_contact=cost) for name, cost in costs.items()}
 
 
+class LeadSettings(_Strict):
+    """How lead_priority turns scores into tiers and a next best action (see docs/scoring.md)."""
+
+    hot_share: float = Field(0.10, gt=0, lt=1, description="the top share of persons by purchase propensity: tier hot")
+    warm_share: float = Field(0.30, gt=0, lt=1, description="the next share: tier warm; the rest is cold")
+    retention_churn_risk: float = Field(
+        0.5, gt=0, lt=1, description="churn risk from which a valuable customer gets a retention offer"
+    )
+    reasons: int = Field(3, ge=1, le=10, description="top reasons in words per person")
+
+
+class BudgetSettings(_Strict):
+    """The budget the allocation spreads over (segment, channel); channels carry cost and bounds."""
+
+    total: float = Field(
+        100.0, gt=0, description="total budget of the period, in the order currency (the default suits the demo's 10,000 persons)"
+    )
+    target_roas: float | None = Field(
+        None, gt=0, description="optional: no money past the point where the marginal return on ad spend falls below this"
+    )
+    segment_by: Literal["micro", "rfm"] = Field("micro", description="which segments the budget is split over")
+    curve_points: int = Field(
+        200, ge=2, description="breakpoints of each (segment, channel) response curve (persons grouped by rank)"
+    )
+
+
+class SegmentSettings(_Strict):
+    """Behavioural micro-segments (Spark ML k-means) and RFM segments (see docs/scoring.md)."""
+
+    micro_segments: int = Field(
+        30, ge=2, description="k of k-means: dozens of small segments (fewer when the snapshot has fewer persons)"
+    )
+    max_iterations: int = Field(40, ge=1, description="k-means iterations at most")
+    seed: int = Field(7, description="k-means initialisation seed: the same snapshot gives the same segments")
+
+
+class RecommendationSettings(_Strict):
+    """Top-N products per person from implicit feedback (Spark ML ALS)."""
+
+    top_n: int = Field(10, ge=1)
+    lookback_days: int = Field(365, gt=0, description="interactions older than this are ignored")
+    half_life_days: float = Field(60.0, gt=0, description="an interaction's weight halves every this many days")
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {"product_view": 1.0, "add_to_cart": 3.0, "purchase": 5.0},
+        description="implicit feedback strength per interaction kind",
+    )
+    rank: int = Field(32, ge=1)
+    reg_param: float = Field(0.05, gt=0)
+    alpha: float = Field(10.0, gt=0, description="ALS implicit-feedback confidence scale")
+    max_iterations: int = Field(10, ge=1)
+    exclude_bought_days: int = Field(
+        90, ge=0, description="products bought this recently are not recommended unless they are repeat-purchase items"
+    )
+    seed: int = Field(7)
+
+    @field_validator("weights")
+    @classmethod
+    def _known_interactions(cls, value: dict[str, float]) -> dict[str, float]:
+        known = ("product_view", "add_to_cart", "purchase")
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(f"unknown interaction kinds {unknown}; known: {list(known)}")
+        if any(v < 0 for v in value.values()) or not any(v > 0 for v in value.values()):
+            raise ValueError(f"weights must be >= 0 with at least one > 0, got {value}")
+        return value
+
+
+class AnomalySettings(_Strict):
+    """Thresholds of the behaviours worth a look (see docs/scoring.md)."""
+
+    lookback_days: int = Field(30, gt=0, description="only behaviour in this window before the score date is flagged")
+    amount_robust_z: float = Field(
+        8.0, gt=0, description="order amount this many robust deviations (median/MAD) above normal; amounts are "
+        "heavy-tailed, so 8 flags about 1% of orders on generated data (5 flags about 4%)"
+    )
+    history_days: int = Field(
+        365, gt=0, description="a person's usual order amount comes from their orders in this many days before the window"
+    )
+    min_history_orders: int = Field(
+        5, ge=2, description="persons with fewer earlier orders are compared with all orders of the period instead"
+    )
+    velocity_orders_per_day: int = Field(4, ge=2, description="this many orders by one person within 24 hours (sliding)")
+    max_devices_per_day: int = Field(
+        4, ge=1, description="more distinct devices than this for one person in a UTC day (shared devices not counted)"
+    )
+    max_persons_per_identifier: int = Field(
+        2, ge=1, description="an order placed with a shared device or email that more persons than this used in the window"
+    )
+    max_returned_orders: int = Field(
+        2, ge=1, description="more returned or cancelled orders than this by one person in the window"
+    )
+
+
+class ScoringSettings(_Strict):
+    leads: LeadSettings = Field(default_factory=LeadSettings)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    segments: SegmentSettings = Field(default_factory=SegmentSettings)
+    recommendations: RecommendationSettings = Field(default_factory=RecommendationSettings)
+    anomalies: AnomalySettings = Field(default_factory=AnomalySettings)
+
+
 class Settings(_Strict):
     """The whole configuration; ``Settings()`` is the documented default."""
 
@@ -189,6 +290,7 @@ class Settings(_Strict):
     models: ModelSettings = Field(default_factory=ModelSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     channels: dict[str, ChannelSettings] = Field(default_factory=_default_channels)
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings)
 
     @field_validator("channels")
     @classmethod

@@ -50,6 +50,10 @@ class Lakehouse:
     def gold(self, name: str) -> str:
         return self.path("gold", name)
 
+    def output(self, name: str) -> str:
+        """Tables people act on (lead_priority, budget_allocation, ...), partitioned by score_date."""
+        return self.path("outputs", name)
+
     @property
     def truth(self) -> str:
         """Ground truth written by the generator (never read by the pipeline, only by evaluations)."""

@@ -17,11 +17,16 @@ import xgboost as xgb
 from presage.models.spec import ModelSpec, encode_pandas
 
 
+def predict(booster: xgb.Booster, matrix: np.ndarray) -> np.ndarray:
+    """Probabilities (binary goals) or expected spend (regression) for an encoded matrix."""
+    if len(matrix) == 0:
+        return np.empty(0, dtype=np.float64)
+    return booster.inplace_predict(matrix, missing=np.nan).astype(np.float64)
+
+
 def score(booster: xgb.Booster, spec: ModelSpec, frame: pd.DataFrame) -> np.ndarray:
     """Probabilities (binary goals) or expected spend (regression) for the rows of ``frame``."""
-    if frame.empty:
-        return np.empty(0, dtype=np.float64)
-    return booster.inplace_predict(encode_pandas(frame, spec), missing=np.nan).astype(np.float64)
+    return predict(booster, encode_pandas(frame, spec))
 
 
 class PresageModel(mlflow.pyfunc.PythonModel):

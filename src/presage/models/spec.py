@@ -77,15 +77,21 @@ def encode_pandas(frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
     missing = [name for name in spec.features if name not in frame.columns]
     if missing:
         raise KeyError(f"model {spec.name} needs the features {missing}")
-    matrix = np.empty((len(frame), len(spec.features)), dtype=np.float32)
+    # Feature-major first (each column a contiguous write), then one transposing copy to the
+    # row-major float32 matrix: column-by-column writes into a row-major matrix cost as much as the
+    # prediction itself in batch scoring.
+    columns = np.empty((len(spec.features), len(frame)), dtype=np.float64)
     for k, name in enumerate(spec.features):
         column = frame[name]
         vocabulary = spec.categories.get(name)
         if vocabulary is None:
-            matrix[:, k] = pd.to_numeric(column, errors="coerce").astype("float64").to_numpy(na_value=np.nan)
+            if pd.api.types.is_numeric_dtype(column.dtype):
+                columns[k] = column.to_numpy(dtype=np.float64, na_value=np.nan)
+            else:
+                columns[k] = pd.to_numeric(column, errors="coerce").astype("float64").to_numpy(na_value=np.nan)
         else:
             lookup = {value: float(code) for code, value in enumerate(vocabulary)}
             present = column.notna()
             codes = column.astype("string").map(lookup).astype("float64").fillna(float(len(vocabulary)))
-            matrix[:, k] = np.where(present.to_numpy(), codes.to_numpy(), np.nan)
-    return matrix
+            columns[k] = np.where(present.to_numpy(), codes.to_numpy(), np.nan)
+    return np.ascontiguousarray(columns.T, dtype=np.float32)

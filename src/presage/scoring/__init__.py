@@ -1,0 +1,1 @@
+"""Batch scoring: the tables marketers and budget optimizers act on, and online scores."""
