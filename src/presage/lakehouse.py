@@ -7,8 +7,12 @@ MLflow state together. Paths are plain strings so that URIs (s3a://, abfss://) w
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from presage.config import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,19 @@ class Lakehouse:
 
     def silver(self, name: str) -> str:
         return self.path("silver", name)
+
+    def read_silver(self, spark: "SparkSession", name: str) -> "DataFrame":
+        """A silver table, or a message saying which command builds it.
+
+        Raises:
+            FileNotFoundError: the table does not exist yet.
+        """
+        from delta.tables import DeltaTable
+
+        path = self.silver(name)
+        if not DeltaTable.isDeltaTable(spark, path):
+            raise FileNotFoundError(f"silver table {name} not found at {path}: run `presage build-profiles` first")
+        return spark.read.format("delta").load(path)
 
     def gold(self, name: str) -> str:
         return self.path("gold", name)

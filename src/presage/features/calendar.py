@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
 from presage.config import FeatureSettings
 
 
@@ -38,3 +41,8 @@ def parse_date(value: str) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError as exc:
         raise ValueError(f"expected a date as YYYY-MM-DD, got {value!r}") from exc
+
+
+def during(column: str, start: dt.datetime, end: dt.datetime) -> Column:
+    """``column`` in [start, end): the window convention of every as-of read (the end is excluded)."""
+    return (F.col(column) >= F.lit(start)) & (F.col(column) < F.lit(end))

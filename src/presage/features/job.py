@@ -42,13 +42,6 @@ class FeatureResult:
     attribute_columns: list[str]
 
 
-def _silver(spark: SparkSession, lake: Lakehouse, name: str) -> DataFrame:
-    path = lake.silver(name)
-    if not DeltaTable.isDeltaTable(spark, path):
-        raise FileNotFoundError(f"silver table {name} not found at {path}: run `presage build-profiles` first")
-    return spark.read.format("delta").load(path)
-
-
 def _dates_in(spark: SparkSession, path: str) -> set[dt.date]:
     if not DeltaTable.isDeltaTable(spark, path):
         return set()
@@ -121,8 +114,8 @@ class Inputs:
 
 
 def read_inputs(spark: SparkSession, lake: Lakehouse) -> Inputs:
-    facts = {name: _silver(spark, lake, name) for name in FACTS}
-    identity = _silver(spark, lake, "identity_map").where((F.col("kind") == "customer_id") & F.col("person_id").isNotNull())
+    facts = {name: lake.read_silver(spark, name) for name in FACTS}
+    identity = lake.read_silver(spark, "identity_map").where((F.col("kind") == "customer_id") & F.col("person_id").isNotNull())
     if DeltaTable.isDeltaTable(spark, lake.bronze("customers")):
         crm = spark.read.format("delta").load(lake.bronze("customers")).select("customer_id", "created_at")
         known_since = crm.join(identity, crm["customer_id"] == identity["value"]).groupBy("person_id").agg(
@@ -130,8 +123,8 @@ def read_inputs(spark: SparkSession, lake: Lakehouse) -> Inputs:
         )
     else:
         known_since = spark.createDataFrame([], "person_id string, known_since timestamp")
-    return Inputs(facts, _silver(spark, lake, "products"), _silver(spark, lake, "customer_profile"),
-                  _silver(spark, lake, "customer_profile_history"), known_since)
+    return Inputs(facts, lake.read_silver(spark, "products"), lake.read_silver(spark, "customer_profile"),
+                  lake.read_silver(spark, "customer_profile_history"), known_since)
 
 
 def snapshots(

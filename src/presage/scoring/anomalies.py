@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from presage.config import AnomalySettings
+from presage.features.calendar import during
 from presage.features.catalog import ENTITY
 from presage.lakehouse import Lakehouse
 
@@ -33,17 +33,6 @@ MIN_SCALE_SHARE = 0.1  # the deviation unit is at least 10% of the median, even 
 MEDIAN_ACCURACY = 10_000  # percentile_approx accuracy: exact for groups up to this many orders
 DAY_SECONDS = 86_400
 COLUMNS = (ENTITY, "kind", "reason", "severity", "observed_at", "order_id", "evidence")
-
-
-def _silver(spark: SparkSession, lake: Lakehouse, name: str) -> DataFrame:
-    path = lake.silver(name)
-    if not DeltaTable.isDeltaTable(spark, path):
-        raise FileNotFoundError(f"silver table {path} not found: run `presage build-profiles` first")
-    return spark.read.format("delta").load(path)
-
-
-def _between(ts: str, start: dt.datetime, end: dt.datetime) -> Column:
-    return (F.col(ts) >= F.lit(start)) & (F.col(ts) < F.lit(end))
 
 
 def _money(value: Column) -> Column:
@@ -231,17 +220,17 @@ def anomalies(spark: SparkSession, lake: Lakehouse, as_of: dt.datetime, settings
         FileNotFoundError: a silver table is missing.
     """
     start = as_of - dt.timedelta(days=settings.lookback_days)
-    orders = _silver(spark, lake, "orders").where(
-        F.col("person_id").isNotNull() & _between("order_ts", start - dt.timedelta(days=settings.history_days), as_of)
+    orders = lake.read_silver(spark, "orders").where(
+        F.col("person_id").isNotNull() & during("order_ts", start - dt.timedelta(days=settings.history_days), as_of)
     ).select("order_id", "person_id", "order_ts", "status", "currency", "total_amount", "device_id", "email_hash")
     window = orders.where(F.col("order_ts") >= F.lit(start))
-    web = _silver(spark, lake, "web_events").where(
-        F.col("person_id").isNotNull() & F.col("device_id").isNotNull() & _between("event_ts", start, as_of)
+    web = lake.read_silver(spark, "web_events").where(
+        F.col("person_id").isNotNull() & F.col("device_id").isNotNull() & during("event_ts", start, as_of)
     ).select("person_id", "device_id", F.col("event_ts").alias("ts"))
     usage = web.unionByName(
         window.where(F.col("device_id").isNotNull()).select("person_id", "device_id", F.col("order_ts").alias("ts"))
     )
-    shared = _silver(spark, lake, "identity_map").where(
+    shared = lake.read_silver(spark, "identity_map").where(
         F.col("is_shared") & F.col("kind").isin("device_id", "email")
     ).select("identifier", "kind").distinct()
     found = [

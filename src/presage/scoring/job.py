@@ -59,13 +59,16 @@ def _snapshot(spark: SparkSession, lake: Lakehouse, cutoff: dt.datetime) -> dt.d
     return newest.replace(tzinfo=dt.timezone.utc) if newest.tzinfo is None else newest
 
 
-def _thresholds(scored: DataFrame, hot_share: float, warm_share: float) -> Thresholds:
-    n = scored.count()
-    if n == 0:
-        raise ValueError("no persons to score in the feature snapshot")
+def _ranked(scored: DataFrame) -> DataFrame:
+    """customer_id, purchase_propensity, priority_rank (1 = most ready to buy; ties by expected spend,
+    then id): the one global sort of the run, on a narrow frame, cached for thresholds and lead_priority."""
+    order = Window.orderBy(F.desc(PURCHASE), F.desc(SPEND), F.asc(ENTITY))
+    return scored.select(ENTITY, PURCHASE, SPEND).withColumn("priority_rank", F.row_number().over(order)).persist()
+
+
+def _thresholds(scored: DataFrame, ranked: DataFrame, n: int, hot_share: float, warm_share: float) -> Thresholds:
     at = [max(1, math.ceil(share * n)) for share in (hot_share, min(1.0, hot_share + warm_share))]
-    ranked = scored.select(PURCHASE).withColumn("k", F.row_number().over(Window.orderBy(F.desc(PURCHASE))))
-    cutoffs = {r["k"]: r[PURCHASE] for r in ranked.where(F.col("k").isin(at)).collect()}
+    cutoffs = {r["priority_rank"]: r[PURCHASE] for r in ranked.where(F.col("priority_rank").isin(at)).collect()}
     value = scored.where(F.col("avg_order_value_365d") > 0).approxQuantile("avg_order_value_365d", [0.5], 0.001)
     times = scored.where(F.col("preferred_send_hour").isNotNull()).select(
         (F.round("preferred_send_hour") % 24).cast("int").alias("h"), (F.round("preferred_send_weekday") % 7).cast("int").alias("d"))
@@ -75,7 +78,8 @@ def _thresholds(scored: DataFrame, hot_share: float, warm_share: float) -> Thres
                       send_hour=int(hour["h"]) if hour else 10, send_weekday=int(weekday["d"]) if weekday else 1)
 
 
-def _leads(scored: DataFrame, thresholds: Thresholds, settings: Settings, score_date: dt.date) -> DataFrame:
+def _leads(scored: DataFrame, ranked: DataFrame, n: int, thresholds: Thresholds, settings: Settings,
+           score_date: dt.date) -> DataFrame:
     """lead_priority: ranked by purchase propensity (then expected spend), decided in pandas by
     :func:`decide`, the function ``presage serve`` also runs."""
     channels, leads = settings.channels, settings.scoring.leads
@@ -92,17 +96,14 @@ def _leads(scored: DataFrame, thresholds: Thresholds, settings: Settings, score_
             yield decide(batch, thresholds, channels, leads).assign(**{ENTITY: batch[ENTITY].to_numpy()})[decided.fieldNames()]
 
     decisions = scored.mapInPandas(kernel, decided)
-    n = scored.count()
-    order = Window.orderBy(F.desc(PURCHASE), F.desc(SPEND), F.asc(ENTITY))
-    ranked = scored.select(ENTITY, PURCHASE, SPEND).withColumn("priority_rank", F.row_number().over(order)).select(
-        ENTITY, "priority_rank", F.round(100.0 * (1 - (F.col("priority_rank") - 1) / F.lit(n)), 2).alias("percentile"))
     responses = F.create_map(*[item for c in CHANNELS if c in channels for item in (F.lit(c), F.col(response_column(c)))])
     return (
-        scored.join(ranked, ENTITY).join(decisions, ENTITY)
+        scored.join(ranked.select(ENTITY, "priority_rank"), ENTITY).join(decisions, ENTITY)
         .select(
             ENTITY, F.lit(score_date).alias(SCORE_DATE), PURCHASE, CHURN, SPEND,
             (F.col(CHURN) * F.coalesce(F.col("revenue_365d"), F.lit(0.0))).alias("value_at_risk"),
-            "priority_rank", "percentile", "tier", "next_best_action", "best_channel", "best_channel_response",
+            "priority_rank", F.round(100.0 * (1 - (F.col("priority_rank") - 1) / F.lit(n)), 2).alias("percentile"),
+            "tier", "next_best_action", "best_channel", "best_channel_response",
             "expected_contact_value", "best_send_hour", "best_send_weekday", responses.alias("channel_responses"),
             REASONS, "contactable", "feature_snapshot", "model_versions",
         )
@@ -130,9 +131,9 @@ def run(spark: SparkSession, settings: Settings, as_of: dt.date | None = None) -
     snapshot = _snapshot(spark, lake, cutoff)
     log.info("scoring %s with the snapshot of %s and models %s", score_date, snapshot, versions)
 
-    persons = (spark.read.format("delta").load(lake.gold("customer_features"))
-               .where(F.col(TIMESTAMP) == F.lit(snapshot)).select(ENTITY, TIMESTAMP))
-    rows = training_set(open_store(settings), persons, models[PURCHASE].spec.service)
+    snapshot_rows = (spark.read.format("delta").load(lake.gold("customer_features"))
+                     .where(F.col(TIMESTAMP) == F.lit(snapshot)))
+    rows = training_set(open_store(settings), snapshot_rows.select(ENTITY, TIMESTAMP), models[PURCHASE].spec.service)
     channels = tuple(c for c in CHANNELS if c in settings.channels)
     keep = list(dict.fromkeys([TIMESTAMP, *DECISION_INPUTS]))
     version_map = F.create_map(*[item for goal, v in versions.items() for item in (F.lit(goal), F.lit(v))])
@@ -140,17 +141,19 @@ def run(spark: SparkSession, settings: Settings, as_of: dt.date | None = None) -
               .withColumnRenamed(TIMESTAMP, "feature_snapshot").withColumn("model_versions", version_map)
               .persist())
     result = ScoreResult(score_date, snapshot, versions)
+    ranked = _ranked(scored)
     try:
-        thresholds = _thresholds(scored, settings.scoring.leads.hot_share, settings.scoring.leads.warm_share)
-        leads = _leads(scored, thresholds, settings, score_date)
+        n = ranked.count()
+        if n == 0:
+            raise ValueError("no persons to score in the feature snapshot")
+        thresholds = _thresholds(scored, ranked, n, settings.scoring.leads.hot_share, settings.scoring.leads.warm_share)
+        leads = _leads(scored, ranked, n, thresholds, settings, score_date)
         result.rows["lead_priority"] = _write(leads, lake.output("lead_priority"), score_date)
         result.rows["score_thresholds"] = _write(
             _dated(spark.createDataFrame([thresholds.as_row()]), score_date), lake.output("score_thresholds"), score_date)
 
         consented = scored.where(F.coalesce(F.col(GENERAL_CONSENT), F.lit(0)) >= 1).select(ENTITY)
-        snapshot_rows = (spark.read.format("delta").load(lake.gold("customer_features"))
-                         .where(F.col(TIMESTAMP) == F.lit(snapshot)).join(consented, ENTITY, "left_semi"))
-        groups = segments.segment(snapshot_rows, settings.scoring.segments)
+        groups = segments.segment(snapshot_rows.join(consented, ENTITY, "left_semi"), settings.scoring.segments)
         members = groups.members.persist()
         result.rows["segments"] = _write(_dated(groups.profiles, score_date), lake.output("segments"), score_date)
         result.rows["segment_members"] = _write(_dated(members, score_date), lake.output("segment_members"), score_date)
@@ -173,5 +176,6 @@ def run(spark: SparkSession, settings: Settings, as_of: dt.date | None = None) -
         result.rows["anomalies"] = _write(_dated(found, score_date), lake.output("anomalies"), score_date)
         members.unpersist()
     finally:
+        ranked.unpersist()
         scored.unpersist()
     return result

@@ -13,12 +13,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from delta.tables import DeltaTable
 from pyspark.ml.recommendation import ALS
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from presage.config import RecommendationSettings
+from presage.features.calendar import during
 from presage.features.catalog import ENTITY
 from presage.lakehouse import Lakehouse
 
@@ -30,21 +30,10 @@ WEB_KINDS = ("product_view", "add_to_cart")
 COLUMNS = (ENTITY, "rank", "product_id", "product_name", "category", "score", "source")
 
 
-def _silver(spark: SparkSession, lake: Lakehouse, name: str) -> DataFrame:
-    path = lake.silver(name)
-    if not DeltaTable.isDeltaTable(spark, path):
-        raise FileNotFoundError(f"silver table {path} not found: run `presage build-profiles` first")
-    return spark.read.format("delta").load(path)
-
-
-def _between(ts: str, start: dt.datetime, end: dt.datetime) -> Column:
-    return (F.col(ts) >= F.lit(start)) & (F.col(ts) < F.lit(end))
-
-
 def catalog(spark: SparkSession, lake: Lakehouse, as_of: dt.datetime) -> DataFrame:
     """Products on sale before ``as_of``: (product_id, product_name, category, is_repeat_purchase)."""
     launched = F.col("launched_at").isNull() | (F.col("launched_at").cast("timestamp") < F.lit(as_of))
-    return _silver(spark, lake, "products").where(F.col("product_id").isNotNull() & launched).select(
+    return lake.read_silver(spark, "products").where(F.col("product_id").isNotNull() & launched).select(
         "product_id",
         F.col("name").alias("product_name"),
         "category",
@@ -54,10 +43,10 @@ def catalog(spark: SparkSession, lake: Lakehouse, as_of: dt.datetime) -> DataFra
 
 def purchases(spark: SparkSession, lake: Lakehouse, start: dt.datetime, end: dt.datetime) -> DataFrame:
     """(person_id, product_id, ts) of the lines of non-cancelled orders placed in [start, end)."""
-    orders = _silver(spark, lake, "orders").where(
-        F.col("person_id").isNotNull() & ~F.col("status").eqNullSafe("cancelled") & _between("order_ts", start, end)
+    orders = lake.read_silver(spark, "orders").where(
+        F.col("person_id").isNotNull() & ~F.col("status").eqNullSafe("cancelled") & during("order_ts", start, end)
     )
-    items = _silver(spark, lake, "order_items").where(F.col("product_id").isNotNull())
+    items = lake.read_silver(spark, "order_items").where(F.col("product_id").isNotNull())
     return orders.select("order_id", "person_id", F.col("order_ts").alias("ts")).join(
         items.select("order_id", "product_id"), "order_id"
     ).select("person_id", "product_id", "ts")
@@ -71,9 +60,9 @@ def ratings(
     rating = sum over interactions of weight(kind) * 0.5 ** (age_days / half_life_days).
     """
     start = as_of - dt.timedelta(days=settings.lookback_days)
-    events = _silver(spark, lake, "web_events").where(
+    events = lake.read_silver(spark, "web_events").where(
         F.col("event_type").isin(*WEB_KINDS) & F.col("person_id").isNotNull() & F.col("product_id").isNotNull()
-        & _between("event_ts", start, as_of)
+        & during("event_ts", start, as_of)
     ).select("person_id", "product_id", F.col("event_ts").alias("ts"), F.col("event_type").alias("kind"))
     bought = purchases(spark, lake, start, as_of).withColumn("kind", F.lit("purchase"))
     weight = F.create_map(*[x for kind, w in settings.weights.items() for x in (F.lit(kind), F.lit(float(w)))])[F.col("kind")]
