@@ -6,7 +6,7 @@ the machine's cores:
 
 - native: ``booster.inplace_predict(X)`` on the ready float32 matrix, nthread = cores (the floor);
 - spark: ``presage.scoring.predict.score_persons`` (the function ``presage score`` runs: Arrow
-  batches into pandas, the model's input encoding, ``inplace_predict`` with one thread per task)
+  batches straight into the model's input encoding (no pandas), ``inplace_predict`` with one thread per task)
   over a cached DataFrame of the same rows, in the project's ``local`` session; the result is
   written to Spark's ``noop`` sink so every row is scored and nothing is collected.
 
@@ -96,7 +96,7 @@ def main() -> int:
     print(f"  {'run':52s} {'median s':>9s} {'rows/s':>10s} {'vs native':>10s}  runs")
     print(f"  {'native inplace_predict, nthread=' + str(cores):52s} {statistics.median(native_s):9.2f} {native_rate:10,.0f} "
           f"{1.0:10.2f}  {', '.join(f'{s:.2f}' for s in native_s)}")
-    print(f"  {'presage score_persons (Spark mapInPandas)':52s} {statistics.median(spark_s):9.2f} {spark_rate:10,.0f} "
+    print(f"  {'presage score_persons (Spark mapInArrow)':52s} {statistics.median(spark_s):9.2f} {spark_rate:10,.0f} "
           f"{spark_rate / native_rate:10.2f}  {', '.join(f'{s:.2f}' for s in spark_s)}")
     print(f"  largest score difference on {len(sample):,d} sampled rows: {max_diff:.2e}")
     out = ROOT / "bench" / "out"

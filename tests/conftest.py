@@ -115,6 +115,24 @@ def model_lake(spark, tmp_path_factory: pytest.TempPathFactory, lake_home: str, 
     return home
 
 
+@pytest.fixture(scope="session")
+def scored_lake(spark, model_lake: str, lake_home: str, model_settings: Settings):
+    """The model lakehouse with a champion for each of the four goals (trained here unless a test
+    already did) and one `presage score` run for today with the default settings; returns its
+    ScoreResult. Use the lakehouse inside ``use_home(model_lake, lake_home)``."""
+    from presage.models import tracking
+    from presage.models.train import train
+    from presage.scoring.job import run
+    from presage.scoring.predict import GOALS
+
+    with use_home(model_lake, lake_home):
+        tracking.configure(model_settings)
+        for goal in GOALS:
+            if tracking.champion(tracking.registered_name(model_settings, goal)) is None:
+                train(spark, model_settings, goal)
+        return run(spark, model_settings)
+
+
 class use_home:
     """Point PRESAGE_HOME at ``home`` inside a with-block, then back at the session lakehouse."""
 

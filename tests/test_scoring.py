@@ -39,17 +39,10 @@ def settings_s(model_lake: str, lake_home: str, model_settings):
 
 
 @pytest.fixture(scope="module")
-def scored(spark, settings_s):
-    """Champions for the four goals (trained here when the models module did not), then one scoring run."""
-    from presage.models import tracking
-    from presage.models.train import train
+def scored(spark, scored_lake, settings_s):
+    """One scoring run with the binding budget, on the champions of ``scored_lake``."""
     from presage.scoring.job import run
-    from presage.scoring.predict import GOALS
 
-    tracking.configure(settings_s)
-    for goal in GOALS:
-        if tracking.champion(tracking.registered_name(settings_s, goal)) is None:
-            train(spark, settings_s, goal)
     return run(spark, settings_s)
 
 
@@ -205,3 +198,17 @@ def test_online_score_equals_the_batch_score(spark, scored, settings_s, tmp_path
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
+
+
+def test_where_summarises_tables_models_and_rows(scored, settings_s):
+    from presage.scoring.predict import GOALS
+    from presage.summary import champions, delta_tables
+
+    tables = {t.name: t for t in delta_tables(settings_s.root)}
+    assert tables["outputs/lead_priority"].rows == pl.read_delta(_table(settings_s, "lead_priority")).height
+    assert {"bronze/orders", "silver/identity_map", "gold/customer_features"} <= set(tables)
+    assert not any(name.startswith("outputs/lead_priority/") for name in tables)  # partitions are not tables
+    models = {m.goal: m for m in champions(settings_s, GOALS)}
+    assert {goal: m.version for goal, m in models.items()} == {goal: str(v) for goal, v in scored.models.items()}
+    assert set(models) == set(GOALS)
+    assert "auc" in models["purchase_propensity"].metrics and "gini" in models["expected_spend"].metrics

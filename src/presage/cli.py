@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from presage.config import ConfigError, Settings, load_settings
 from presage.lakehouse import Lakehouse
@@ -218,7 +219,26 @@ def _where(settings: Settings) -> int:
     print(f"models:      {lake.path('mlflow')}  (MLflow tracking database and artifacts; training sets in {lake.path('models')})")
     print(f"outputs:     {lake.path('outputs')}/<table>  (lead_priority, budget_allocation, segments, segment_members, recommendations, anomalies, score_thresholds; by score_date)")
     print(f"truth:       {lake.truth}  (generator ground truth, for evaluation only)")
+    if "://" not in lake.root and Path(lake.root).is_dir():
+        _summary(settings, lake)
     return 0
+
+
+def _summary(settings: Settings, lake: Lakehouse) -> None:
+    """What the pipeline has written so far: tables and rows, champion models, the newest report."""
+    from presage.scoring.predict import GOALS
+    from presage.summary import champions, delta_tables, newest_report
+
+    print("\nDelta tables (rows, version):")
+    for table in delta_tables(lake.root):
+        print(f"  {table.name:45s} {table.rows:>12,d}  v{table.version}")
+    print("champion models (MLflow run, holdout metrics):")
+    for model in champions(settings, GOALS):
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in model.metrics.items())
+        print(f"  {model.goal:22s} v{model.version:4s} run {model.run_id}  {metrics}")
+    print(f"report: {newest_report(lake) or 'none yet (presage report)'}")
+
+
 
 
 def main(argv: Sequence[str] | None = None) -> int:

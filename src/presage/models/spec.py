@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -68,8 +70,38 @@ def encode_spark(rows: DataFrame, spec: ModelSpec) -> DataFrame:
     return rows.select(*kept, *encoded)
 
 
-def encode_pandas(frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
+def encode_arrow(table: pa.Table | pa.RecordBatch, spec: ModelSpec) -> np.ndarray:
     """The float32 matrix (rows x spec.features, NaN for missing) the booster predicts on.
+
+    Batch scoring hands Spark's Arrow batches here without a pandas detour; ``encode_pandas`` and
+    therefore pyfunc, training metrics and ``presage serve`` come through here too.
+
+    Raises:
+        KeyError: a model feature is absent from ``table``.
+    """
+    missing = [name for name in spec.features if name not in table.schema.names]
+    if missing:
+        raise KeyError(f"model {spec.name} needs the features {missing}")
+    # Feature-major first (each column one contiguous write), then one transposing copy to the
+    # row-major matrix: column-by-column writes into a row-major matrix cost as much as the
+    # prediction itself in batch scoring.
+    columns = np.empty((len(spec.features), table.num_rows), dtype=np.float32)
+    for k, name in enumerate(spec.features):
+        column = table.column(name)
+        vocabulary = spec.categories.get(name)
+        if vocabulary is None:
+            columns[k] = pc.cast(column, pa.float32(), safe=False).to_numpy(zero_copy_only=False)
+        else:
+            # Code of the value in the vocabulary, the code after it for any other value, NaN for null.
+            codes = pc.index_in(pc.cast(column, pa.string()), value_set=pa.array(vocabulary, pa.string()))
+            codes = pc.if_else(pc.is_valid(column), pc.coalesce(codes, len(vocabulary)), None)
+            columns[k] = pc.cast(codes, pa.float32()).to_numpy(zero_copy_only=False)
+    return np.ascontiguousarray(columns.T)
+
+
+def encode_pandas(frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
+    """``encode_arrow`` for a pandas frame; a numeric feature that arrives as text (an online store
+    returning objects) is read as a number, unreadable text as missing.
 
     Raises:
         KeyError: a model feature is absent from ``frame``.
@@ -77,21 +109,13 @@ def encode_pandas(frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
     missing = [name for name in spec.features if name not in frame.columns]
     if missing:
         raise KeyError(f"model {spec.name} needs the features {missing}")
-    # Feature-major first (each column a contiguous write), then one transposing copy to the
-    # row-major float32 matrix: column-by-column writes into a row-major matrix cost as much as the
-    # prediction itself in batch scoring.
-    columns = np.empty((len(spec.features), len(frame)), dtype=np.float64)
-    for k, name in enumerate(spec.features):
+    columns = {}
+    for name in spec.features:
         column = frame[name]
-        vocabulary = spec.categories.get(name)
-        if vocabulary is None:
-            if pd.api.types.is_numeric_dtype(column.dtype):
-                columns[k] = column.to_numpy(dtype=np.float64, na_value=np.nan)
-            else:
-                columns[k] = pd.to_numeric(column, errors="coerce").astype("float64").to_numpy(na_value=np.nan)
+        if name in spec.categories:
+            columns[name] = pa.array(column.astype("string"), pa.string(), from_pandas=True)
         else:
-            lookup = {value: float(code) for code, value in enumerate(vocabulary)}
-            present = column.notna()
-            codes = column.astype("string").map(lookup).astype("float64").fillna(float(len(vocabulary)))
-            columns[k] = np.where(present.to_numpy(), codes.to_numpy(), np.nan)
-    return np.ascontiguousarray(columns.T, dtype=np.float32)
+            if not pd.api.types.is_numeric_dtype(column.dtype):
+                column = pd.to_numeric(column, errors="coerce")
+            columns[name] = pa.array(column.astype("float64"), pa.float64(), from_pandas=True)
+    return encode_arrow(pa.table(columns), spec)

@@ -1,9 +1,10 @@
-"""Every model's score for a frame of persons: one pandas kernel, run by Spark tasks and by ``presage serve``.
+"""Every model's score for a table of persons: one Arrow kernel, run by Spark tasks and by ``presage serve``.
 
-Batch scoring maps this kernel over Arrow batches (``mapInPandas``): each task rebuilds the boosters
-once from raw bytes and predicts whole batches with ``inplace_predict``, which is several times
-faster than ``xgboost.spark``'s ``transform`` (see bench/xgboost_scoring.py). The online server
-calls the same kernel on one row, so an online score equals the batch score for the same features.
+Batch scoring maps this kernel over Spark's Arrow batches (``mapInArrow``, no pandas detour): each
+task rebuilds the boosters once from raw bytes and predicts whole batches with ``inplace_predict``,
+which is several times faster than ``xgboost.spark``'s ``transform`` (see bench/xgboost_scoring.py).
+The online server calls the same kernel on one row, so an online score equals the batch score for
+the same features.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 
-import pandas as pd
+import numpy as np
+import pyarrow as pa
 import xgboost as xgb
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
@@ -19,8 +21,8 @@ from pyspark.sql import types as T
 from presage.features.catalog import ENTITY
 from presage.models.explain import reasons
 from presage.models.labels import CHANNEL
-from presage.models.pyfunc import predict, score
-from presage.models.spec import ModelSpec, encode_pandas
+from presage.models.pyfunc import predict
+from presage.models.spec import ModelSpec, encode_arrow
 from presage.scoring.champions import Champion
 
 PURCHASE, CHURN, SPEND, RESPONSE = "purchase_propensity", "churn_risk", "expected_spend", "channel_response"
@@ -39,33 +41,36 @@ def score_columns(goals: Iterable[str], channels: tuple[str, ...]) -> list[str]:
             + ([response_column(c) for c in channels] if RESPONSE in present else []))
 
 
-def score_frame(frame: pd.DataFrame, models: Mapping[str, tuple[xgb.Booster, ModelSpec]], channels: tuple[str, ...],
-                top_reasons: int) -> pd.DataFrame:
-    """The score of each goal in ``models`` (goal -> (booster, spec)) for the rows of ``frame`` (same
-    index): a response probability per channel for channel_response, and with ``top_reasons`` > 0
-    the purchase model's top reasons in words."""
-    out = pd.DataFrame(index=frame.index)
+def score_table(table: pa.Table | pa.RecordBatch, models: Mapping[str, tuple[xgb.Booster, ModelSpec]],
+                channels: tuple[str, ...], top_reasons: int) -> dict[str, np.ndarray | list[list[str]]]:
+    """The score of each goal in ``models`` (goal -> (booster, spec)) for the rows of ``table``, by
+    output column (``score_columns`` order): a response probability per channel for
+    channel_response, and with ``top_reasons`` > 0 the purchase model's top reasons in words."""
+    out: dict[str, np.ndarray | list[list[str]]] = {}
     for goal in (PURCHASE, CHURN, SPEND):
         if goal in models:
             booster, spec = models[goal]
-            out[goal] = score(booster, spec, frame)
+            out[goal] = predict(booster, encode_arrow(table, spec))
     if RESPONSE in models and channels:
         booster, spec = models[RESPONSE]
         # Encode once; only the channel column changes from one channel to the next.
-        matrix = encode_pandas(frame.assign(**{CHANNEL: channels[0]}), spec)
         position, channel_only = spec.features.index(CHANNEL), replace(spec, features=(CHANNEL,))
+        with_channel = table.append_column(CHANNEL, pa.nulls(table.num_rows, pa.string())) \
+            if CHANNEL not in table.schema.names else table
+        matrix = encode_arrow(with_channel, spec)
         for channel in channels:
-            matrix[:, position] = encode_pandas(pd.DataFrame({CHANNEL: [channel]}), channel_only)[0, 0]
+            matrix[:, position] = encode_arrow(pa.table({CHANNEL: [channel]}), channel_only)[0, 0]
             out[response_column(channel)] = predict(booster, matrix)
     if top_reasons:
         booster, spec = models[PURCHASE]
-        explained = reasons(booster, spec, frame, top_reasons) if len(frame) else []
+        inputs = table.select(list(spec.features)).to_pandas()
+        explained = reasons(booster, spec, inputs, top_reasons) if table.num_rows else []
         out[REASONS] = [[r["text"] for r in row] for row in explained]
     return out
 
 
 def boosters(champions: Mapping[str, Champion], threads: int = 1) -> dict[str, tuple[xgb.Booster, ModelSpec]]:
-    """goal -> (booster, spec), the form ``score_frame`` takes."""
+    """goal -> (booster, spec), the form ``score_table`` takes."""
     return {goal: (c.booster(threads), c.spec) for goal, c in champions.items()}
 
 
@@ -83,10 +88,14 @@ def score_persons(rows: DataFrame, champions: Mapping[str, Champion], channels: 
         fields.append(T.StructField(REASONS, T.ArrayType(T.StringType())))
     schema = T.StructType(fields)
 
-    def kernel(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def kernel(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         models = boosters(champions)
         passed = [ENTITY, *keep]
         for batch in batches:
-            yield pd.concat([batch[passed], score_frame(batch, models, channels, top_reasons)], axis=1)
+            scored = score_table(batch, models, channels, top_reasons)
+            arrays = [batch.column(c) for c in passed] + [pa.array(scored[c], pa.float64()) for c in scores]
+            if top_reasons:
+                arrays.append(pa.array(scored[REASONS], pa.list_(pa.string())))
+            yield pa.RecordBatch.from_arrays(arrays, names=schema.names)
 
-    return rows.mapInPandas(kernel, schema)
+    return rows.mapInArrow(kernel, schema)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 from deltalake import DeltaTable
 from fastapi import FastAPI, HTTPException
 
@@ -25,7 +26,7 @@ from presage.featurestore.store import open_store
 from presage.lakehouse import Lakehouse
 from presage.scoring import champions
 from presage.scoring.leads import Thresholds, decide
-from presage.scoring.predict import CHURN, GOALS, PURCHASE, REASONS, SPEND, boosters, response_column, score_frame
+from presage.scoring.predict import CHURN, GOALS, PURCHASE, REASONS, SPEND, boosters, response_column, score_table
 
 
 def latest_thresholds(lake: Lakehouse) -> tuple[str, Thresholds]:
@@ -77,7 +78,9 @@ class OnlineScorer:
         frame = self.features(customer_id)
         if frame.drop(columns=[ENTITY]).isna().all(axis=None):
             return None
-        scored = pd.concat([frame, score_frame(frame, self.models, self.channels, self.settings.scoring.leads.reasons)], axis=1)
+        scores = score_table(pa.Table.from_pandas(frame, preserve_index=False), self.models, self.channels,
+                             self.settings.scoring.leads.reasons)
+        scored = frame.assign(**scores)
         decided = decide(scored, self.thresholds, self.settings.channels, self.settings.scoring.leads).iloc[0]
         row = scored.iloc[0]
         return {
