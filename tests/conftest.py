@@ -134,14 +134,17 @@ def scored_lake(spark, model_lake: str, lake_home: str, model_settings: Settings
 
 
 class use_home:
-    """Point PRESAGE_HOME at ``home`` inside a with-block, then back at the session lakehouse."""
+    """Point PRESAGE_HOME at ``home`` inside a with-block, then back at what it was (``previous``,
+    the session lakehouse, when it was unset), so that blocks nest: a session fixture entered
+    inside a module's block does not move the module off its lakehouse."""
 
     def __init__(self, home: str, previous: str) -> None:
         self.home, self.previous = home, previous
 
     def __enter__(self) -> str:
+        self.saved = os.environ.get("PRESAGE_HOME", self.previous)
         os.environ["PRESAGE_HOME"] = self.home
         return self.home
 
     def __exit__(self, *exc: object) -> None:
-        os.environ["PRESAGE_HOME"] = self.previous
+        os.environ["PRESAGE_HOME"] = self.saved
