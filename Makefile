@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## demo: generate raw drops and run the pipeline on the embedded default (local Spark, Delta on disk, SQLite online store)
+## demo: generate raw drops and run the whole pipeline on the embedded default (local Spark, Delta on disk, SQLite online store, MLflow in SQLite), then summarise what it wrote
 demo: $(STAMP)
 	$(BIN)/presage generate --customers $(CUSTOMERS) --days $(DAYS) --seed $(SEED)
 	$(BIN)/presage ingest
@@ -30,6 +30,8 @@ demo: $(STAMP)
 	$(BIN)/presage materialize
 	for model in purchase_propensity churn_risk expected_spend channel_response; do $(BIN)/presage train --model $$model || exit 1; done
 	$(BIN)/presage score
+	$(BIN)/presage monitor
+	$(BIN)/presage report
 	$(BIN)/presage where
 
 ## test: the whole suite, slow end-to-end cases included

@@ -55,6 +55,16 @@ def _parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("serve", parents=[common], help="HTTP: a person's current scores and next best action from the online store")
     sv.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     sv.add_argument("--port", type=int, default=6570)
+    er = sub.add_parser("erase", parents=[common], help="GDPR erasure: remove a person from every table, raw file, the online store and MLflow artifacts, with an audit row")
+    er.add_argument("--customer", required=True, help="the person: a CRM customer id, an email address, or a person id (as in gold and outputs)")
+    rt = sub.add_parser("retention", parents=[common], help="delete raw events older than N days from bronze and the raw drops, then vacuum")
+    rt.add_argument("--days", type=int, help="keep this many days (default: retention.raw_event_days of the config, 395)")
+    rp = sub.add_parser("report", parents=[common], help="one HTML page of charts: model curves, leads, budget, segments, drift")
+    rp.add_argument("--as-of", help="the score date to report, YYYY-MM-DD (default: the newest scored)")
+    rp.add_argument("--output", help="where to write the page (default: <home>/reports/presage_<score_date>.html)")
+    mo = sub.add_parser("monitor", parents=[common], help="drift (PSI), data-quality history, realised performance and alerts")
+    mo.add_argument("--as-of", help="monitor as on this date, YYYY-MM-DD (the data, scores and models known then)")
+    mo.add_argument("--fail-on-alert", action="store_true", help="exit with code 3 when any check is at 'alert'")
     sub.add_parser("where", parents=[common], help="print where the lakehouse and its tables are")
     return parser
 
@@ -137,7 +147,7 @@ def _materialize(args: argparse.Namespace, settings: Settings) -> int:
 
     as_of = None
     if args.as_of:
-        as_of = dt.datetime.combine(parse_date(args.as_of), dt.time.max, tzinfo=dt.timezone.utc)
+        as_of = dt.datetime.combine(parse_date(args.as_of), dt.time.max, tzinfo=dt.UTC)
     spark = get_spark("presage-materialize", settings)
     store = open_store(settings)
     for r in materialize(spark, store, as_of, args.view):
@@ -167,7 +177,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
     from presage.models.train import train
     from presage.session import get_spark
 
-    as_of = dt.datetime.combine(parse_date(args.as_of), dt.time.min, tzinfo=dt.timezone.utc) if args.as_of else None
+    as_of = dt.datetime.combine(parse_date(args.as_of), dt.time.min, tzinfo=dt.UTC) if args.as_of else None
     spark = get_spark("presage-train", settings)
     r = train(spark, settings, args.model, args.labels, as_of)
     print(f"{r.model}: {r.training_rows:,d} training rows, {r.holdout_rows:,d} holdout rows, {r.trees} trees")
@@ -207,6 +217,74 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from presage.features.calendar import parse_date
+    from presage.reporting.job import run
+    from presage.session import get_spark
+
+    spark = get_spark("presage-report", settings)
+    r = run(spark, settings, parse_date(args.as_of) if args.as_of else None, args.output)
+    print(f"report of {r.data.score_date}: {len(r.charts)} charts -> {r.path}")
+    for note in r.notes:
+        print(f"  not drawn: {note}")
+    return 0
+
+
+def _monitor(args: argparse.Namespace, settings: Settings) -> int:
+    from presage.features.calendar import parse_date
+    from presage.monitoring.job import run
+    from presage.session import get_spark
+
+    spark = get_spark("presage-monitor", settings)
+    r = run(spark, settings, parse_date(args.as_of) if args.as_of else None)
+    lake = Lakehouse.of(settings)
+    snapshot = f"{r.feature_snapshot:%Y-%m-%d}" if r.feature_snapshot else "none"
+    print(f"monitor {r.monitor_date}: feature snapshot {snapshot}, newest scores {r.score_date or 'none'}")
+    for table, rows in r.rows.items():
+        print(f"  {table:12s} {rows:>7,d} rows  {lake.monitoring(table)}")
+    alerts = [a for a in r.alerts if a.severity == "alert"]
+    print(f"{len(alerts)} alert(s), {len(r.alerts) - len(alerts)} warning(s)")
+    models: dict[tuple[str, str], list[str]] = {}  # one line per finding, however many models share it
+    for a in alerts:
+        models.setdefault((a.check, a.message), []).extend([a.model] if a.model else [])
+    for (check, message), names in models.items():
+        print(f"ALERT {check}{' [' + ', '.join(names) + ']' if names else ''} {message}")
+    if alerts and args.fail_on_alert:
+        return 3
+    return 0
+
+
+def _erase(args: argparse.Namespace, settings: Settings) -> int:
+    from presage.erasure import erase
+    from presage.session import get_spark
+
+    spark = get_spark("presage-erase", settings)
+    r = erase(spark, settings, args.customer)
+    print(f"erasure {r.erasure_id}: {r.status}, subject {r.subject_hash[:16]}..., {r.persons} person id(s)")
+    for name, rows in sorted(r.rows_removed.items()):
+        print(f"  {name:60s} {rows:>8,d} removed")
+    print(f"  vacuumed {len(r.vacuumed)} table(s); audit: {Lakehouse.of(settings).audit('erasures')}")
+    for note in r.notes:
+        print(f"  note: {note}")
+    if r.status == "ambiguous":
+        print("presage erase: nothing erased; see the note above", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _retention(args: argparse.Namespace, settings: Settings) -> int:
+    from presage.retention import run
+    from presage.session import get_spark
+
+    spark = get_spark("presage-retention", settings)
+    r = run(spark, settings, args.days)
+    print(f"retention {r.days} days: events before {r.cutoff:%Y-%m-%d %H:%M} UTC removed")
+    for name, rows in sorted(r.rows_removed.items()):
+        print(f"  {name:28s} {rows:>10,d} rows")
+    print(f"  {len(r.files_removed)} raw file(s) removed, {len(r.vacuumed)} table(s) vacuumed; audit: {Lakehouse.of(settings).audit('retention')}")
+    return 0
+
+
 def _where(settings: Settings) -> int:
     lake = Lakehouse.of(settings)
     print(f"lakehouse:   {lake.root}")
@@ -218,6 +296,8 @@ def _where(settings: Settings) -> int:
     print(f"feast:       {lake.path('feast')}  (registry.db, online.db of feature_repo/feature_store.yaml)")
     print(f"models:      {lake.path('mlflow')}  (MLflow tracking database and artifacts; training sets in {lake.path('models')})")
     print(f"outputs:     {lake.path('outputs')}/<table>  (lead_priority, budget_allocation, segments, segment_members, recommendations, anomalies, score_thresholds; by score_date)")
+    print(f"monitoring:  {lake.path('monitoring')}/<table>  (drift, quality, performance, alerts; by monitor_date)")
+    print(f"reports:     {lake.path('reports')}/presage_<score_date>.html  (presage report: charts of a score date)")
     print(f"truth:       {lake.truth}  (generator ground truth, for evaluation only)")
     if "://" not in lake.root and Path(lake.root).is_dir():
         _summary(settings, lake)
@@ -237,8 +317,6 @@ def _summary(settings: Settings, lake: Lakehouse) -> None:
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in model.metrics.items())
         print(f"  {model.goal:22s} v{model.version:4s} run {model.run_id}  {metrics}")
     print(f"report: {newest_report(lake) or 'none yet (presage report)'}")
-
-
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -268,6 +346,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _score(args, settings)
         if args.command == "serve":
             return _serve(args, settings)
+        if args.command == "erase":
+            return _erase(args, settings)
+        if args.command == "retention":
+            return _retention(args, settings)
+        if args.command == "report":
+            return _report(args, settings)
+        if args.command == "monitor":
+            return _monitor(args, settings)
         return _where(settings)
     except (ValueError, FileNotFoundError, LookupError) as exc:
         print(f"presage {args.command}: {exc}", file=sys.stderr)

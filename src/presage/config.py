@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 HOME_ENV = "PRESAGE_HOME"
 DEFAULT_HOME = "lakehouse"
@@ -274,6 +274,59 @@ class ScoringSettings(_Strict):
     anomalies: AnomalySettings = Field(default_factory=AnomalySettings)
 
 
+class MonitorSettings(_Strict):
+    """Drift, data-quality and realised-performance checks of ``presage monitor`` (see docs/monitoring.md)."""
+
+    psi_warn: float = Field(0.1, gt=0, description="population stability index from which a feature or score is 'warn'")
+    psi_alert: float = Field(0.25, gt=0, description="population stability index from which it is 'alert'")
+    bins: int = Field(10, ge=2, le=100, description="quantile bins of a numeric feature or score, cut on the reference")
+    max_categories: int = Field(
+        20, ge=1, description="a text feature keeps its most frequent reference values as bins; the rest share one"
+    )
+    max_reference_rows: int = Field(
+        2_000_000, ge=1000, description="reference rows kept at most (a deterministic sample of persons)"
+    )
+    quality_days: int = Field(
+        1, ge=1, description="ingestion batches of this many days before the monitor time are summarised and "
+        "checked; match the schedule (1 for a daily monitor) so that each batch is judged once"
+    )
+    expectation_success_warn: float = Field(
+        0.99, gt=0, le=1, description="share of a batch's rows meeting an expectation below which it is 'warn'"
+    )
+    expectation_success_alert: float = Field(
+        0.95, gt=0, le=1, description="share of a batch's rows meeting an expectation below which it is 'alert'"
+    )
+    metric_drop_warn: float = Field(
+        0.02, ge=0, description="realised primary metric (AUC, spend Gini) this far below the holdout's: 'warn'"
+    )
+    metric_drop_alert: float = Field(
+        0.05, ge=0, description="realised primary metric this far below the holdout's: 'alert'"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MonitorSettings:
+        if self.psi_alert < self.psi_warn:
+            raise ValueError(f"psi_alert ({self.psi_alert}) must be >= psi_warn ({self.psi_warn})")
+        if self.expectation_success_alert > self.expectation_success_warn:
+            raise ValueError("expectation_success_alert must be <= expectation_success_warn")
+        if self.metric_drop_alert < self.metric_drop_warn:
+            raise ValueError("metric_drop_alert must be >= metric_drop_warn")
+        return self
+
+
+class RetentionSettings(_Strict):
+    """How long raw behavioural events are kept (``presage retention``, docs/privacy.md)."""
+
+    raw_event_days: int = Field(
+        395, gt=0, description="bronze rows and raw drop files of the sources below older than this are deleted "
+        "(395 days: the 13 months commonly allowed for tracking data)"
+    )
+    sources: list[str] = Field(
+        default_factory=lambda: ["web_events", "campaign_events", "social_events"],
+        description="raw sources whose old events are deleted (raw sources with an event time)",
+    )
+
+
 class Settings(_Strict):
     """The whole configuration; ``Settings()`` is the documented default."""
 
@@ -291,6 +344,8 @@ class Settings(_Strict):
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     channels: dict[str, ChannelSettings] = Field(default_factory=_default_channels)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    monitoring: MonitorSettings = Field(default_factory=MonitorSettings)
 
     @field_validator("channels")
     @classmethod

@@ -71,6 +71,18 @@ class Lakehouse:
         """Tables people act on (lead_priority, budget_allocation, ...), partitioned by score_date."""
         return self.path("outputs", name)
 
+    def monitoring(self, name: str) -> str:
+        """What ``presage monitor`` finds (drift, quality, performance, alerts), partitioned by monitor_date."""
+        return self.path("monitoring", name)
+
+    def report(self, score_date: str) -> str:
+        """The HTML page of charts of one score date (``presage report``)."""
+        return self.path("reports", f"presage_{score_date}.html")
+
+    def audit(self, name: str) -> str:
+        """What privacy jobs did (``erasures``, ``retention``): hashed subjects and counts, never ids."""
+        return self.path("audit", name)
+
     @property
     def truth(self) -> str:
         """Ground truth written by the generator (never read by the pipeline, only by evaluations)."""

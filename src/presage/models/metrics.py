@@ -20,6 +20,7 @@ from sklearn.metrics import (
 )
 
 DECILE = 0.1
+HOLDOUT_CURVES = "holdout_curves.json"  # the run artifact of holdout_curves(), drawn by `presage report`
 
 
 def _top(scores: np.ndarray, share: float = DECILE) -> np.ndarray:
@@ -96,3 +97,24 @@ def calibration(labels: np.ndarray, scores: np.ndarray, bins: int = 10) -> tuple
     groups = [g for g in np.array_split(order, bins) if len(g)]
     return (np.array([scores[g].mean() for g in groups]), np.array([labels[g].mean() for g in groups]),
             np.array([len(g) for g in groups]))
+
+
+def holdout_curves(scores: np.ndarray, outcome: np.ndarray, baseline: np.ndarray) -> dict[str, float | list[float]]:
+    """The numbers behind the gain, lift and calibration figures, small enough to log as JSON so that
+    `presage report` can redraw them: cumulative gain of the model, of the baseline rule and of the
+    perfect order (negative outcomes, refunds, count as 0), and mean score against mean outcome per
+    score decile. Lift per decile is the gain curve's slope between deciles."""
+    gained = np.clip(np.nan_to_num(outcome), 0, None)
+    x, model = gain_curve(scores, gained)
+    predicted, observed, rows = calibration(outcome, scores)
+    return {
+        "rows": float(len(outcome)),
+        "outcome_mean": float(np.nanmean(outcome)),
+        "share_contacted": x.tolist(),
+        "gain_model": model.tolist(),
+        "gain_baseline": gain_curve(baseline, gained)[1].tolist(),
+        "gain_perfect": gain_curve(gained, gained)[1].tolist(),
+        "calibration_predicted": predicted.tolist(),
+        "calibration_observed": observed.tolist(),
+        "calibration_rows": rows.astype(float).tolist(),
+    }

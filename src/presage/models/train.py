@@ -250,6 +250,7 @@ def train(
         mlflow.log_figure(plots.gain_and_lift(scores, gain_outcome, _baseline(goal, frame), goal.name), "gain_lift.png")
         if goal.objective == "binary":
             mlflow.log_figure(plots.calibration_plot(outcome, scores, goal.name), "calibration.png")
+        mlflow.log_dict(metrics.holdout_curves(scores, outcome, _baseline(goal, frame)), metrics.HOLDOUT_CURVES)
         gains = booster.get_score(importance_type="total_gain")
         mlflow.log_figure(plots.importance(gains, goal.name), "feature_importance.png")
         mlflow.log_dict({k: float(v) for k, v in sorted(gains.items(), key=lambda kv: -kv[1])}, "feature_importance.json")
