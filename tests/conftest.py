@@ -7,8 +7,12 @@ writes lands in the working copy.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -148,3 +152,33 @@ class use_home:
 
     def __exit__(self, *exc: object) -> None:
         os.environ["PRESAGE_HOME"] = self.saved
+
+
+@contextmanager
+def redis_server(folder: Path) -> Iterator[int]:
+    """A real redis-server (Debian package) on 127.0.0.1 and a free port, without persistence,
+    stopped when the block ends; yields its port."""
+    import redis
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    try:
+        server = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    except FileNotFoundError:
+        pytest.fail("redis-server is not installed (Debian package redis-server; .ci/run installs it)")
+    try:
+        client = redis.Redis(port=port)
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.1)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

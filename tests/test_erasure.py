@@ -17,10 +17,7 @@ import datetime as dt
 import json
 import re
 import shutil
-import socket
 import sqlite3
-import subprocess
-import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -31,7 +28,7 @@ from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
 from presage.features.catalog import ENTITY
-from tests.conftest import use_home
+from tests.conftest import redis_server, use_home
 
 pytestmark = pytest.mark.slow
 
@@ -357,25 +354,9 @@ def test_pipeline_carries_on_and_retention_drops_old_events(erased, spark, lake:
 
 @pytest.fixture(scope="module")
 def redis_port(tmp_path_factory: pytest.TempPathFactory):
-    """A redis-server (Debian package) on 127.0.0.1 for this module."""
-    import redis
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    folder = tmp_path_factory.mktemp("redis-erasure")
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                               "--dir", str(folder)], stdout=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield port
-    server.terminate()
-    server.wait(timeout=10)
+    """A redis-server of its own for this module."""
+    with redis_server(tmp_path_factory.mktemp("redis-erasure")) as port:
+        yield port
 
 
 def test_redis_online_store_forgets_the_person(spark, lake: Path, model_settings, redis_port: int, monkeypatch) -> None:

@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from presage.config import Settings
 from presage.features.catalog import ATTRIBUTES, BEHAVIOUR, ENTITY, TIMESTAMP
+from tests.conftest import redis_server
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = ROOT / "feature_repo"
@@ -47,28 +48,9 @@ def applied(gold, lake_home: str) -> Path:
 
 @pytest.fixture(scope="session")
 def redis_port(tmp_path_factory: pytest.TempPathFactory):
-    """A real redis-server (Debian package) on 127.0.0.1 for the session."""
-    port = _free_port()
-    folder = tmp_path_factory.mktemp("redis")
-    try:
-        server = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-    except FileNotFoundError:
-        pytest.fail("redis-server is not installed (Debian package redis-server; .ci/run installs it)")
-    import redis
-
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.1)
-    yield port
-    server.terminate()
-    server.wait(timeout=10)
+    """A real redis-server on 127.0.0.1 for the session."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as port:
+        yield port
 
 
 def _latest(spark, lake_home: str, table: str, columns: list[str]):
