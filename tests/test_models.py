@@ -38,8 +38,14 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def settings_m(model_lake: str, lake_home: str, model_settings: Settings):
+    """The model lakehouse's settings with registered names of this module's own (test_models_<goal>),
+    so that the champion tests here start from no champion, whichever module trained on it before."""
+    mlflow_settings = model_settings.mlflow.model_copy(update={"registered_prefix": "test_models_"})
     with use_home(model_lake, lake_home):
-        yield model_settings
+        yield model_settings.model_copy(update={"mlflow": mlflow_settings})
+
+
+PURCHASE = "test_models_purchase_propensity"
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +61,7 @@ def test_model_beats_recency_and_becomes_champion(first, settings_m):
     assert first.metrics["auc"] > first.baseline["auc"] + 0.02, (first.metrics, first.baseline)
     assert first.metrics["lift_quality_pct"] > first.baseline["lift_quality_pct"]
     assert 0 < first.metrics["brier"] < 0.25 and first.trees >= 1
-    assert first.promoted and str(tracking.champion("presage_purchase_propensity").version) == first.version
+    assert first.promoted and str(tracking.champion(PURCHASE).version) == first.version
     run = mlflow.get_run(first.run_id)
     assert run.data.params["feature_service"] == "purchase_propensity"
     assert run.data.tags["presage.feature_service_version"] and run.inputs.dataset_inputs
@@ -67,7 +73,7 @@ def test_model_beats_recency_and_becomes_champion(first, settings_m):
 def test_registered_model_scores_and_explains_with_real_features(spark, first, settings_m):
     from presage.models.explain import describe, reasons
 
-    model = mlflow.pyfunc.load_model("models:/presage_purchase_propensity@champion")
+    model = mlflow.pyfunc.load_model(f"models:/{PURCHASE}@champion")
     inner = model.unwrap_python_model()
     assert "gender" not in inner.spec.features and "age_years" not in inner.spec.features
     frame = spark.read.format("delta").load(f"{settings_m.root}/models/training_sets/purchase_propensity") \
@@ -93,7 +99,7 @@ def test_worse_challenger_keeps_the_champion(spark, first, settings_m):
     assert second.metrics["auc"] < first.metrics["auc"]
     assert not second.promoted and second.decision.startswith("kept the champion")
     assert second.champion_metric == pytest.approx(first.metrics["auc"], abs=1e-9)
-    assert str(tracking.champion("presage_purchase_propensity").version) == first.version
+    assert str(tracking.champion(PURCHASE).version) == first.version
     assert mlflow.get_run(second.run_id).data.metrics["champion_auc"] == pytest.approx(first.metrics["auc"])
 
 
@@ -106,7 +112,7 @@ def test_backtest_reads_nothing_after_its_date(spark, first, settings_m):
     rows = spark.read.format("delta").load(f"{settings_m.root}/models/training_sets/purchase_propensity")
     newest = rows.agg(F.max(TIMESTAMP)).first()[0].replace(tzinfo=dt.timezone.utc)
     assert newest + dt.timedelta(days=HORIZON) <= as_of
-    assert not result.promoted and str(tracking.champion("presage_purchase_propensity").version) == first.version
+    assert not result.promoted and str(tracking.champion(PURCHASE).version) == first.version
     assert mlflow.get_run(result.run_id).data.tags["presage.backtest"] == "true"
 
 

@@ -50,8 +50,10 @@ def _table(settings, name: str) -> str:
     return f"{settings.root}/outputs/{name}"
 
 
-def _read(spark, settings, name: str):
-    return spark.read.format("delta").load(_table(settings, name))
+def _read(spark, settings, name: str, day: dt.date):
+    """One score date of an output table (a run near midnight UTC leaves two dates in the lakehouse:
+    the scored_lake's and this module's)."""
+    return spark.read.format("delta").load(_table(settings, name)).where(F.col("score_date") == F.lit(day))
 
 
 def _attributes(spark, settings, snapshot: dt.datetime):
@@ -65,8 +67,8 @@ def test_every_table_is_written_and_readable_without_spark(spark, scored, settin
     assert set(scored.rows) == set(TABLES)
     for name in TABLES:
         path = _table(settings_s, name)
-        arrow = DeltaTable(path).to_pyarrow_table()
-        frame = pl.read_delta(path)
+        arrow = DeltaTable(path).to_pyarrow_table(filters=[("score_date", "=", scored.score_date)])
+        frame = pl.read_delta(path).filter(pl.col("score_date") == scored.score_date)
         assert arrow.num_rows == frame.height == scored.rows[name], name
         assert DeltaTable(path).metadata().partition_columns == ["score_date"]
     for name in ("lead_priority", "segments", "segment_members", "budget_allocation", "recommendations"):
@@ -74,7 +76,7 @@ def test_every_table_is_written_and_readable_without_spark(spark, scored, settin
 
     persons = (spark.read.format("delta").load(f"{settings_s.root}/gold/customer_features")
                .where(F.col(TIMESTAMP) == F.lit(scored.feature_snapshot)).count())
-    leads = pl.read_delta(_table(settings_s, "lead_priority"))
+    leads = pl.read_delta(_table(settings_s, "lead_priority")).filter(pl.col("score_date") == scored.score_date)
     assert leads.height == persons == leads[ENTITY].n_unique()
     assert sorted(leads["priority_rank"].to_list()) == list(range(1, persons + 1))
     top = leads.sort("priority_rank")
@@ -84,7 +86,7 @@ def test_every_table_is_written_and_readable_without_spark(spark, scored, settin
     assert set(leads["next_best_action"].unique()) <= {"do_not_contact", "retention_offer", "contact_now",
                                                        "upsell_cross_sell", "nurture"}
     assert leads["reasons"].list.len().min() >= 1
-    assert _read(spark, settings_s, "lead_priority").select("model_versions").first()[0] == scored.models
+    assert _read(spark, settings_s, "lead_priority", scored.score_date).select("model_versions").first()[0] == scored.models
 
 
 def test_consent_is_respected_in_every_table(spark, scored, settings_s):
@@ -95,18 +97,18 @@ def test_consent_is_respected_in_every_table(spark, scored, settings_s):
     refused = consent.where(F.col("consent_marketing") != 1).select(ENTITY)
     assert refused.count() > 0, "the generated data should hold persons without consent"
 
-    leads = _read(spark, settings_s, "lead_priority").join(consent, ENTITY)
+    leads = _read(spark, settings_s, "lead_priority", scored.score_date).join(consent, ENTITY)
     silent = leads.join(refused, ENTITY, "left_semi")
     assert silent.where((F.col("next_best_action") != "do_not_contact") | F.col("best_channel").isNotNull()).count() == 0
     for channel in settings_s.channels:
         wrong = leads.where((F.col("best_channel") == channel) & (F.col(consent_column(channel)) != 1)).count()
         assert wrong == 0, channel
     for name in ("segment_members", "recommendations"):
-        assert _read(spark, settings_s, name).join(refused, ENTITY, "left_semi").count() == 0, name
+        assert _read(spark, settings_s, name, scored.score_date).join(refused, ENTITY, "left_semi").count() == 0, name
 
-    allocation = _read(spark, settings_s, "budget_allocation")
+    allocation = _read(spark, settings_s, "budget_allocation", scored.score_date)
     eligible = {r["channel"]: r["eligible"] for r in allocation.groupBy("channel").agg(F.sum("eligible").alias("eligible")).collect()}
-    members = _read(spark, settings_s, "segment_members").select(ENTITY)
+    members = _read(spark, settings_s, "segment_members", scored.score_date).select(ENTITY)
     for channel, count in eligible.items():
         allowed = consent.join(members, ENTITY, "left_semi").where(F.col(consent_column(channel)) == 1)
         if consent_column(channel) != "consent_marketing":
@@ -115,7 +117,7 @@ def test_consent_is_respected_in_every_table(spark, scored, settings_s):
 
 
 def test_budget_and_channel_bounds_are_honoured(spark, scored, settings_s):
-    rows = _read(spark, settings_s, "budget_allocation").toPandas()
+    rows = _read(spark, settings_s, "budget_allocation", scored.score_date).toPandas()
     budget = settings_s.scoring.budget.total
     assert rows["budget"].sum() == pytest.approx(budget, rel=1e-9)
     spent = rows.groupby("channel")["budget"].sum()
@@ -129,12 +131,12 @@ def test_budget_and_channel_bounds_are_honoured(spark, scored, settings_s):
 def test_rerun_replaces_its_date(spark, scored, settings_s):
     from presage.scoring.job import TABLES, run
 
-    before = _read(spark, settings_s, "lead_priority").select(ENTITY, "purchase_propensity", "priority_rank", "tier").toPandas()
+    before = _read(spark, settings_s, "lead_priority", scored.score_date).select(ENTITY, "purchase_propensity", "priority_rank", "tier").toPandas()
     again = run(spark, settings_s)
     assert again.score_date == scored.score_date and again.rows == scored.rows
     for name in TABLES:
-        assert _read(spark, settings_s, name).count() == scored.rows[name], name
-    after = _read(spark, settings_s, "lead_priority").select(ENTITY, "purchase_propensity", "priority_rank", "tier").toPandas()
+        assert _read(spark, settings_s, name, scored.score_date).count() == scored.rows[name], name
+    after = _read(spark, settings_s, "lead_priority", scored.score_date).select(ENTITY, "purchase_propensity", "priority_rank", "tier").toPandas()
     key = [ENTITY]
     assert before.sort_values(key).reset_index(drop=True).equals(after.sort_values(key).reset_index(drop=True))
 
@@ -180,7 +182,7 @@ def test_online_score_equals_the_batch_score(spark, scored, settings_s, tmp_path
                 time.sleep(0.5)
         assert status == 200 and health["model_versions"] == scored.models
 
-        leads = _read(spark, settings_s, "lead_priority")
+        leads = _read(spark, settings_s, "lead_priority", scored.score_date)
         sample = (leads.where(F.col("next_best_action") != "do_not_contact").orderBy("priority_rank").limit(3)
                   .unionByName(leads.where(F.col("next_best_action") == "do_not_contact").limit(2))
                   .unionByName(leads.where(F.col("tier") == "cold").limit(2)).toPandas())
