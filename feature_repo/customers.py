@@ -13,11 +13,12 @@ from datetime import timedelta
 from pathlib import Path
 
 from deltalake import DeltaTable
-from feast import Entity, FeatureService, FeatureView, Field, ValueType
+from feast import Entity, FeatureService, FeatureView, Field, PushSource, ValueType
 from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 from feast.table_format import DeltaFormat
 from feast.types import Float64, Int64, String
 
+from presage.features.activity import ACTIVITY, TABLE
 from presage.features.catalog import (
     ATTRIBUTE_PREFIX,
     ATTRIBUTES,
@@ -99,6 +100,31 @@ customer_attributes = FeatureView(
     description="demographics, location, consent and extra CRM attributes as of the snapshot",
 )
 
+# Real-time activity: pushed by `presage stream` for the persons each micro-batch touches (Feast's push
+# source); the Delta table behind it is the same rows, for history and training sets.
+customer_activity_push = PushSource(
+    name="customer_activity_push",
+    batch_source=SparkSource(
+        name="gold_customer_activity",
+        path=str(GOLD / TABLE),
+        table_format=DeltaFormat(),
+        timestamp_field=TIMESTAMP,
+        description="each person's latest short-window activity, written by the stream",
+    ),
+    description="presage stream pushes each touched person's activity here",
+)
+
+# A week without events leaves no activity worth serving: the windows are an hour and a day long.
+customer_activity = FeatureView(
+    name="customer_activity",
+    entities=[customer],
+    ttl=timedelta(days=7),
+    schema=_fields(ACTIVITY),
+    source=customer_activity_push,
+    online=True,
+    description="views, searches, carts and checkouts in the last hour and day, recency, activity since the snapshot",
+)
+
 _MODEL_SERVICES = {
     "purchase_propensity": "features of the purchase propensity model (ready to buy)",
     "churn_risk": "features of the churn risk model",
@@ -131,4 +157,11 @@ customer_app = FeatureService(
     name="customer_app",
     features=[customer_behaviour[APP_BEHAVIOUR], customer_attributes[APP_ATTRIBUTES]],
     description="one customer's current state for online applications",
+)
+
+# What happened in the last minutes, for apps and `presage serve` (which folds it into the model features).
+customer_realtime = FeatureService(
+    name="customer_realtime",
+    features=[customer_activity],
+    description="one customer's activity of the last hour and day, from the stream",
 )

@@ -99,14 +99,17 @@ def test_plan_after_apply_changes_nothing(applied, lake_home: str) -> None:
         from feast import FeatureStore
 
         store = FeatureStore(repo_path=str(REPO))
-        for name in ("customer_behaviour", "customer_attributes"):
+        for name in ("customer_behaviour", "customer_attributes", "customer_activity"):
             current = store.get_feature_view(name).to_proto().spec
             new = getattr(customers, name).to_proto().spec
             for spec in (current, new):
                 spec.batch_source.ClearField("meta")
+                spec.stream_source.batch_source.ClearField("meta")
+                spec.stream_source.ClearField("meta")
             assert current == new, name
         assert {s.name for s in store.list_feature_services()} == {
-            "purchase_propensity", "churn_risk", "expected_spend", "channel_response", "custom_goal", "customer_app"}
+            "purchase_propensity", "churn_risk", "expected_spend", "channel_response", "custom_goal", "customer_app",
+            "customer_realtime"}
     finally:
         sys.path.remove(str(REPO))
 

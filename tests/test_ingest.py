@@ -7,7 +7,7 @@ from pyspark.sql import functions as F
 
 from presage import fs
 from presage.generate.dirty import SPECS
-from presage.ingest.job import _append, batch_frames, plan, run
+from presage.ingest.job import append_once, batch_frames, plan, run
 from presage.ingest.read import RawReadError, read_batch
 from presage.lakehouse import Lakehouse
 from presage.schemas import RAW_SOURCES, load_schema
@@ -140,7 +140,7 @@ def test_crash_after_bronze_write_resumes_to_clean_result(spark, settings, inges
     [batch] = plan(spark, lake, ["orders"])
     assert batch.files == ["2099-01-01/orders-redelivered.csv"]
     frames = batch_frames(spark, settings, lake, batch)
-    _append(frames.bronze, lake.bronze("orders"), "presage-ingest-orders", batch.seq)
+    append_once(frames.bronze, lake.bronze("orders"), "presage-ingest-orders", batch.seq)
     frames.checked.unpersist()  # crash here: quarantine, quality results and commit marker missing
 
     results = run(spark, settings, ["orders"])

@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     mo = sub.add_parser("monitor", parents=[common], help="drift (PSI), data-quality history, realised performance and alerts")
     mo.add_argument("--as-of", help="monitor as on this date, YYYY-MM-DD (the data, scores and models known then)")
     mo.add_argument("--fail-on-alert", action="store_true", help="exit with code 3 when any check is at 'alert'")
+    st = sub.add_parser("stream", parents=[common], help="real time: web and campaign events to bronze, fresh activity features and the online store")
+    st.add_argument("--available-now", action="store_true", help="process the events that have landed, then stop (default: run until stopped)")
     sub.add_parser("where", parents=[common], help="print where the lakehouse and its tables are")
     return parser
 
@@ -230,6 +232,18 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _stream(args: argparse.Namespace, settings: Settings) -> int:
+    from presage.session import get_spark
+    from presage.streaming.job import run
+
+    spark = get_spark("presage-stream", settings)
+    lake = Lakehouse.of(settings)
+    where = lake.stream("incoming", "<source>") if settings.stream.source == "folder" else settings.stream.kafka_bootstrap_servers
+    print(f"streaming web_events and campaign_events from {where} every {settings.stream.trigger_seconds:g} s", flush=True)
+    run(spark, settings, args.available_now)
+    return 0
+
+
 def _monitor(args: argparse.Namespace, settings: Settings) -> int:
     from presage.features.calendar import parse_date
     from presage.monitoring.job import run
@@ -354,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(args, settings)
         if args.command == "monitor":
             return _monitor(args, settings)
+        if args.command == "stream":
+            return _stream(args, settings)
         return _where(settings)
     except (ValueError, FileNotFoundError, LookupError) as exc:
         print(f"presage {args.command}: {exc}", file=sys.stderr)

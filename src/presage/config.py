@@ -327,6 +327,22 @@ class RetentionSettings(_Strict):
     )
 
 
+class StreamSettings(_Strict):
+    """Real-time events (``presage stream``, docs/streaming.md)."""
+
+    source: Literal["folder", "kafka"] = Field(
+        "folder", description="folder: JSON-lines files landing in <home>/stream/<source>/; kafka: topics below"
+    )
+    trigger_seconds: float = Field(1.0, gt=0, description="micro-batch interval")
+    max_files_per_trigger: int = Field(100, ge=1, description="folder source: files read per micro-batch at most")
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="kafka source: brokers")
+    kafka_topics: dict[str, str] = Field(
+        default_factory=lambda: {"web_events": "presage.web_events", "campaign_events": "presage.campaign_events"},
+        description="kafka source: topic of each streamed source (JSON value per event)",
+    )
+    checkpoint: str | None = Field(None, description="checkpoint root (default <home>/stream/_checkpoints)")
+
+
 class Settings(_Strict):
     """The whole configuration; ``Settings()`` is the documented default."""
 
@@ -346,6 +362,7 @@ class Settings(_Strict):
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     monitoring: MonitorSettings = Field(default_factory=MonitorSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
 
     @field_validator("channels")
     @classmethod

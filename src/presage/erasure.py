@@ -69,6 +69,7 @@ from presage.maintenance import (
 from presage.privacy import EMAIL_PATTERN, load_key, pseudonymize, pseudonymize_column
 from presage.profiles.identity import blocked_nodes
 from presage.schemas import RAW_SOURCES, load_schema
+from presage.streaming import STREAMED
 
 log = logging.getLogger(__name__)
 
@@ -450,8 +451,9 @@ def erase_raw(spark: SparkSession, lake: Lakehouse, subject: Subject, key: bytes
     ingested yet) take their lines along; the subject is returned with them.
     """
     removed: dict[str, int] = {}
-    for source in RAW_SOURCES:
-        root = lake.raw(source)
+    # The stream's landing files are raw records too (docs/streaming.md), kept after they are read.
+    roots = [(source, lake.raw(source)) for source in RAW_SOURCES] + [(source, lake.landing(source)) for source in STREAMED]
+    for source, root in roots:
         if not set(load_schema(source).fieldNames()) & set(RAW_COLUMNS) or not fs.exists(spark, root):
             continue
         staging = f"{root}/_erasure"  # hidden from ingestion's listing by its leading underscore
@@ -476,8 +478,9 @@ def erase_raw(spark: SparkSession, lake: Lakehouse, subject: Subject, key: bytes
             count += sum(r["n"] for r in found)
         fs.delete(spark, staging)
         if count:
-            removed[f"raw/{source}"] = count
-            log.info("raw/%s: %d records of the subject removed", source, count)
+            label = root[len(lake.root):].strip("/")
+            removed[label] = count
+            log.info("%s: %d records of the subject removed", label, count)
     return removed, subject
 
 

@@ -60,6 +60,11 @@ def first_line(spark: SparkSession, path: str) -> str:
         stream.close()
 
 
+def mkdirs(spark: SparkSession, path: str) -> None:
+    fs, hpath = _fs(spark, path)
+    fs.mkdirs(hpath)
+
+
 def delete(spark: SparkSession, path: str) -> None:
     fs, hpath = _fs(spark, path)
     fs.delete(hpath, True)

@@ -71,6 +71,15 @@ class Lakehouse:
         """Tables people act on (lead_priority, budget_allocation, ...), partitioned by score_date."""
         return self.path("outputs", name)
 
+    def stream(self, *parts: str) -> str:
+        """Real-time state: ``<source>/`` landing folders (the folder source), ``activity_events``
+        (resolved recent events) and ``_checkpoints``."""
+        return self.path("stream", *parts)
+
+    def landing(self, source: str) -> str:
+        """Where the stream's folder source reads one source's JSON-lines files."""
+        return self.stream("incoming", source)
+
     def monitoring(self, name: str) -> str:
         """What ``presage monitor`` finds (drift, quality, performance, alerts), partitioned by monitor_date."""
         return self.path("monitoring", name)

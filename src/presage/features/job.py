@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from presage.config import Settings
-from presage.features import btyd
+from presage.features import activity, btyd
 from presage.features.affinity import affinity, category_days
 from presage.features.attributes import attribute_columns, attribute_types, attributes, snapshot_instant
 from presage.features.behaviour import behaviour
@@ -158,6 +158,7 @@ def build_features(
     as_of: dt.date | None = None, backfill: tuple[dt.date, dt.date] | None = None,
 ) -> FeatureResult:
     """Compute and write the snapshots of this run (see :func:`snapshot_dates`)."""
+    activity.create_table(spark, lake.gold(activity.TABLE))
     inputs = read_inputs(spark, lake)
     dates = snapshot_dates(spark, settings, lake, inputs.facts, as_of, backfill)
     if not dates:

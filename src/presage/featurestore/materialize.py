@@ -127,7 +127,8 @@ def materialize(
         ValueError: no online view in the registry (``feast apply`` not run), or an unknown view.
     """
     as_of = (as_of or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    online = [view for view in store.list_batch_feature_views() if view.online]
+    # Views with a push source are written by `presage stream`, not from snapshots.
+    online = [view for view in store.list_batch_feature_views() if view.online and view.stream_source is None]
     if not online:
         raise ValueError(f"no online feature view in the registry of {store.repo_path}: run `feast apply` there first")
     unknown = sorted(set(views or ()) - {view.name for view in online})

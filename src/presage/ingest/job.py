@@ -103,7 +103,7 @@ def _relative(root: str, path: str) -> str:
     return path.split(marker, 1)[1] if marker in path else path
 
 
-def _append(df: DataFrame, path: str, app_id: str, version: int) -> None:
+def append_once(df: DataFrame, path: str, app_id: str, version: int) -> None:
     """Append exactly once per (app_id, version), creating the table with Change Data Feed on."""
     (
         df.write.format("delta")
@@ -157,12 +157,12 @@ def ingest_batch(spark: SparkSession, settings: Settings, lake: Lakehouse, batch
             counts = {bool(r["good"]): r["count"] for r in frames.checked.groupBy(good.alias("good")).count().collect()}
         except Exception as exc:  # noqa: BLE001 - Spark reads lazily: name the file that cannot be read
             raise RawReadError(find_unreadable(spark, _paths(lake, batch), load_schema(source)) or str(exc)) from exc
-        _append(frames.bronze, lake.bronze(source), f"presage-ingest-{source}", batch.seq)
-        _append(frames.quarantine, lake.quarantine, f"presage-quarantine-{source}", batch.seq)
+        append_once(frames.bronze, lake.bronze(source), f"presage-ingest-{source}", batch.seq)
+        append_once(frames.quarantine, lake.quarantine, f"presage-quarantine-{source}", batch.seq)
         results = validation_results(frames.checked, source, frames.parameters).select(
             "*", F.lit(batch.batch_id).alias("_batch_id"), F.lit(batch.planned_at).cast("timestamp").alias("_ingested_at")
         )
-        _append(results, lake.quality_results, f"presage-quality-{source}", batch.seq)
+        append_once(results, lake.quality_results, f"presage-quality-{source}", batch.seq)
     finally:
         frames.checked.unpersist()
     marker = [(source, batch.seq, batch.batch_id, "committed", None, None, None, batch.planned_at)]

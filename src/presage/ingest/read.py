@@ -87,6 +87,12 @@ def _read_csv(spark: SparkSession, files: list[str], schema: StructType) -> Data
 
 def _read_json(spark: SparkSession, files: list[str], schema: StructType) -> DataFrame:
     lines = spark.read.text(files).select("value", "_metadata")
+    return json_lines(lines, schema, F.col("_metadata.file_path"))
+
+
+def json_lines(lines: DataFrame, schema: StructType, origin: Column) -> DataFrame:
+    """JSON-lines text (column ``value``) in the text shape; ``origin`` says where each line came
+    from (``_source_file``). Shared by the batch reader and the streaming job."""
     lines = lines.where(F.trim(F.col("value")) != "")
     parsed = lines.withColumn("_map", F.from_json("value", MapType(StringType(), StringType()), {"mode": "PERMISSIVE"}))
     known = schema.fieldNames()
@@ -97,7 +103,7 @@ def _read_json(spark: SparkSession, files: list[str], schema: StructType) -> Dat
         F.coalesce(extra, F.create_map().cast(MapType(StringType(), StringType()))).alias("_extra"),
         F.col("_map").isNull().alias("_malformed"),
         F.col("value").alias("_raw"),
-        F.col("_metadata.file_path").alias("_source_file"),
+        origin.alias("_source_file"),
     )
 
 

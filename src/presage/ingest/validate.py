@@ -91,6 +91,12 @@ def bronze_rows(df: DataFrame, source: str, key: bytes) -> DataFrame:
     return df.where(F.size(FAILURES) == 0).select(*cols, extra.alias(extra_name), "_source_file")
 
 
+def redacted(text: Column) -> Column:
+    """Text with anything that looks like an email address or a phone number masked."""
+    text = F.regexp_replace(text, r"[^@\s\"',;{}]+@[^@\s\"',;{}]+\.[A-Za-z]{2,}", "<email:redacted>")
+    return F.regexp_replace(text, PHONE_PATTERN, "<phone:redacted>")
+
+
 def quarantine_rows(df: DataFrame, source: str, key: bytes) -> DataFrame:
     """Rejected rows: the checks that failed and the record as received, identifiers pseudonymized."""
     schema = load_schema(source)
@@ -99,8 +105,7 @@ def quarantine_rows(df: DataFrame, source: str, key: bytes) -> DataFrame:
         value = F.col(column)
         token = F.concat(F.lit(f"<{kind}:"), pseudonymize_column(kind, value, key), F.lit(">"))
         raw = F.when(value.isNotNull() & (F.length(value) > 0), F.replace(raw, value, token)).otherwise(raw)
-    raw = F.regexp_replace(raw, r"[^@\s\"',;{}]+@[^@\s\"',;{}]+\.[A-Za-z]{2,}", "<email:redacted>")
-    raw = F.regexp_replace(raw, PHONE_PATTERN, "<phone:redacted>")
+    raw = redacted(raw)
     return df.where(F.size(FAILURES) > 0).select(
         F.lit(source).alias("source"),
         F.col(FAILURES)[0]["check"].alias("reason"),
