@@ -1,16 +1,20 @@
-"""One micro-batch of streamed events: bronze and quarantine exactly once, then fresh activity.
-
-Each step is idempotent for a replayed batch id, so a stream killed anywhere and restarted from its
-checkpoint leaves every table and the online store as one clean pass would:
+"""One micro-batch of streamed events: bronze and quarantine exactly once, fresh activity online.
 
 1. lines are parsed, typed and checked exactly as ``presage ingest`` does (:mod:`presage.ingest`);
-   good rows are appended to bronze and rejects to the quarantine with Delta's idempotent writes
-   (``txnAppId`` = the query's source, ``txnVersion`` = the batch id);
-2. resolved events (person from the silver identity map) are MERGEd into ``stream/activity_events``
-   on (source, event_id), so an event delivered twice counts once;
-3. the activity of every person the batch touched is recomputed from those events
-   (:func:`presage.features.activity.activity_features`), MERGEd into ``gold/customer_activity``
-   and pushed to the Feast online store through the ``customer_activity_push`` push source.
+2. good rows are resolved to persons with the silver identity map, and the activity of every person
+   the batch touched is recomputed from their earlier events (``stream/activity_events``) and these
+   (:func:`presage.features.activity.activity_features`), then pushed to the Feast online store
+   through the ``customer_activity_push`` push source: the online store is written first, without
+   waiting for the commits below;
+3. then, with Delta's idempotent appends (``txnAppId`` per table and checkpoint query id,
+   ``txnVersion`` = the batch id): good rows to bronze, rejects to the quarantine, the batch's
+   resolved events to ``stream/activity_events`` and the activity rows to ``gold/customer_activity``
+   (one row per person and batch: the history Feast's batch source reads).
+
+A stream killed anywhere and restarted from its checkpoint replays the batch: the push writes the
+same state again (an overwrite, not an increment) and every append already committed is skipped.
+An event delivered twice (a resent file, an at-least-once Kafka producer) lands in bronze twice, as
+batch drops do, but counts once: activity reads events once per (source, event id).
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
 from presage.config import Settings
-from presage.features.activity import LOOKBACK, TABLE, activity_events, activity_features, create_table
-from presage.features.catalog import ENTITY, PARTITION
+from presage.features.activity import LOOKBACK, TABLE, activity_events, activity_features
+from presage.features.catalog import PARTITION
 from presage.ingest.job import append_once
 from presage.ingest.read import json_lines
 from presage.ingest.validate import FAILURES, bronze_rows, check, quarantine_rows, redacted, typed
@@ -65,11 +69,6 @@ def newest_snapshot(spark: SparkSession, lake: Lakehouse) -> dt.datetime | None:
     return None if day is None else dt.datetime.combine(day, dt.time.min)
 
 
-def _identity_map(spark: SparkSession, lake: Lakehouse) -> DataFrame | None:
-    path = lake.silver("identity_map")
-    return spark.read.format("delta").load(path) if DeltaTable.isDeltaTable(spark, path) else None
-
-
 def merge_events(spark: SparkSession, lake: Lakehouse, events: DataFrame) -> None:
     """Add events not seen yet (by source and event id) to ``stream/activity_events``."""
     path = lake.stream("activity_events")
@@ -78,18 +77,6 @@ def merge_events(spark: SparkSession, lake: Lakehouse, events: DataFrame) -> Non
     (
         DeltaTable.forPath(spark, path).alias("t")
         .merge(events.alias("s"), "t.source = s.source AND t.event_id = s.event_id")
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
-
-
-def _merge_activity(spark: SparkSession, lake: Lakehouse, rows: DataFrame) -> None:
-    path = lake.gold(TABLE)
-    create_table(spark, path)
-    (
-        DeltaTable.forPath(spark, path).alias("t")
-        .merge(rows.alias("s"), f"t.{ENTITY} = s.{ENTITY}")
-        .whenMatchedUpdateAll()
         .whenNotMatchedInsertAll()
         .execute()
     )
@@ -106,16 +93,43 @@ def bootstrap(spark: SparkSession, lake: Lakehouse, since: dt.datetime) -> int:
             parts[source] = spark.read.format("delta").load(path).where(F.col("event_ts") > F.lit(since).cast("timestamp"))
     if not parts:
         return 0
-    events = activity_events(parts.get("web_events"), parts.get("campaign_events")).localCheckpoint()
+    events = activity_events(parts.get("web_events"), parts.get("campaign_events")).persist()
     merge_events(spark, lake, events)
     # Older events can no longer count anywhere: keep the table to the window.
     DeltaTable.forPath(spark, lake.stream("activity_events")).delete(F.col("event_ts") <= F.lit(since).cast("timestamp"))
-    return events.count()
+    seeded = events.count()
+    events.unpersist()
+    return seeded
 
 
 def lines_of(lines: DataFrame, source: str) -> DataFrame:
     """The text-shaped rows of one source from the stream's (value, origin, source) lines."""
     return json_lines(lines.where(F.col("source") == source), load_schema(source), F.col("origin"))
+
+
+def resolver(spark: SparkSession, lake: Lakehouse) -> DataFrame | None:
+    """The identity map's resolved identifiers (identifier, person_id), cached for the batches until
+    the next refresh; None before the first ``build-profiles``."""
+    path = lake.silver("identity_map")
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    resolved = spark.read.format("delta").load(path).where(F.col("person_id").isNotNull()).select("identifier", "person_id")
+    resolved = resolved.persist()
+    resolved.count()
+    return resolved
+
+
+def _activity(spark: SparkSession, lake: Lakehouse, events: DataFrame, as_of: dt.datetime,
+              snapshot: dt.datetime | None) -> DataFrame:
+    """Activity of the persons in ``events``: their earlier events (``stream/activity_events``) and
+    these, each event once."""
+    horizon = min(as_of - LOOKBACK, snapshot) if snapshot else as_of - LOOKBACK
+    path = lake.stream("activity_events")
+    if DeltaTable.isDeltaTable(spark, path):
+        earlier = (spark.read.format("delta").load(path).where(F.col("event_ts") > F.lit(horizon).cast("timestamp"))
+                   .join(events.select("person_id").distinct(), "person_id", "left_semi"))
+        events = earlier.unionByName(events).dropDuplicates(["source", "event_id"])
+    return activity_features(events, as_of, snapshot)
 
 
 def process(
@@ -127,65 +141,73 @@ def process(
     query_id: str,
     batch_id: int,
     snapshot: dt.datetime | None,
+    identity: DataFrame | None,
 ) -> BatchOutcome:
     """Run one micro-batch of (value, origin, source) lines; see the module docstring.
 
+    The push comes first and the Delta appends after it, so that an event reaches the online store
+    without waiting for four commits; a replay recomputes the same rows from the same events.
     ``query_id`` (the checkpoint's query id) scopes the idempotent writes: a new checkpoint starts
-    at batch 0 again, and must not find its writes taken for replays of the old one's."""
+    at batch 0 again, and must not find its writes taken for replays of the old one's. ``identity``
+    is :func:`resolver`'s frame."""
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     lake = Lakehouse.of(settings)
     latest = started + dt.timedelta(hours=settings.ingest.future_tolerance_hours)
     parameters = {"earliest_timestamp": settings.ingest.earliest_timestamp, "latest_timestamp": latest.isoformat()}
     stamp = [F.lit(f"stream-{batch_id:09d}").alias("_batch_id"), F.lit(started).cast("timestamp").alias("_ingested_at")]
-    identity = _identity_map(spark, lake)
     lines = lines.persist()
-    bronze_count = 0
-    resolved: dict[str, DataFrame] = {}
+    cached: list[DataFrame] = [lines]
+    bronze_count = quarantined = events_count = persons = 0
     try:
-        unknown = lines.where(~F.col("source").isin(*STREAMED))
-        quarantined = unknown.count()
-        if quarantined:  # empty writes are skipped: a one-second trigger would commit every second
-            append_once(_unknown_source_rows(unknown).select("*", *stamp), lake.quarantine,
-                        f"presage-stream-quarantine-unknown-{query_id}", batch_id)
-        for source in STREAMED:
-            checked = check(typed(lines_of(lines, source).withColumn("_row", F.monotonically_increasing_id()),
-                                  load_schema(source)), source, parameters).persist()
-            try:
-                counts = {bool(r["good"]): r["count"] for r in checked.groupBy((F.size(FAILURES) == 0).alias("good")).count().collect()}
-                good, bad = counts.get(True, 0), counts.get(False, 0)
-                bronze = bronze_rows(checked, source, key).select("*", *stamp)
-                if good:
-                    append_once(bronze, lake.bronze(source), f"presage-stream-{source}-{query_id}", batch_id)
-                if bad:
-                    append_once(quarantine_rows(checked, source, key).select("*", *stamp), lake.quarantine,
-                                f"presage-stream-quarantine-{source}-{query_id}", batch_id)
-                bronze_count += good
-                quarantined += bad
-                if identity is not None and good:
-                    resolved[source] = attach_person(bronze, source, settings, identity).localCheckpoint()
-            finally:
-                checked.unpersist()
-    finally:
-        lines.unpersist()
-    events_count = persons = 0
-    if resolved:
-        events = activity_events(resolved.get("web_events"), resolved.get("campaign_events")).localCheckpoint()
-        events_count = events.count()
-        if events_count:
-            merge_events(spark, lake, events)
-            touched = events.select("person_id").distinct()
-            horizon = min(started - LOOKBACK, snapshot) if snapshot else started - LOOKBACK
-            recent = (spark.read.format("delta").load(lake.stream("activity_events"))
-                      .where(F.col("event_ts") > F.lit(horizon).cast("timestamp"))
-                      .join(touched, "person_id", "left_semi"))
-            rows = activity_features(recent, started, snapshot).localCheckpoint()
-            _merge_activity(spark, lake, rows)
+        # Up to the push, as few Spark jobs as possible: the sources present, then the activity rows.
+        arrived = {r["source"] for r in lines.select("source").distinct().collect()}
+        checked: dict[str, DataFrame] = {}
+        resolved: dict[str, DataFrame] = {}
+        for source in (s for s in STREAMED if s in arrived):
+            checked[source] = check(typed(lines_of(lines, source).withColumn("_row", F.monotonically_increasing_id()),
+                                          load_schema(source)), source, parameters).persist()
+            cached.append(checked[source])
+            if identity is not None:
+                bronze = bronze_rows(checked[source], source, key)
+                resolved[source] = attach_person(bronze, source, settings, identity)
+        rows = events = None
+        if resolved:
+            events = activity_events(resolved.get("web_events"), resolved.get("campaign_events")).persist()
+            rows = _activity(spark, lake, events, started, snapshot).persist()
+            cached += [events, rows]
             pushed = rows.toPandas()
-            store.push(PUSH_SOURCE, pushed, to=PushMode.ONLINE)
             persons = len(pushed)
-    elif identity is None:
-        log.warning("no silver identity map yet: events go to bronze, but no person's activity is updated "
-                    "until `presage build-profiles` has run")
+            if persons:
+                store.push(PUSH_SOURCE, pushed, to=PushMode.ONLINE)
+        elif identity is None and checked:
+            log.warning("no silver identity map yet: events go to bronze, but no person's activity is updated "
+                        "until `presage build-profiles` has run")
+        # Then the appends, each skipped when empty (a one-second trigger would commit every second).
+        writes: list[tuple[DataFrame, str, str]] = []  # (rows, table, txnAppId)
+        unknown = lines.where(~F.col("source").isin(*STREAMED))
+        if arrived - set(STREAMED):
+            quarantined += unknown.count()
+            writes.append((_unknown_source_rows(unknown).select("*", *stamp), lake.quarantine,
+                           f"presage-stream-quarantine-unknown-{query_id}"))
+        for source, frame in checked.items():
+            counts = {bool(r["good"]): r["count"] for r in frame.groupBy((F.size(FAILURES) == 0).alias("good")).count().collect()}
+            good, bad = counts.get(True, 0), counts.get(False, 0)
+            bronze_count, quarantined = bronze_count + good, quarantined + bad
+            if good:
+                writes.append((bronze_rows(frame, source, key).select("*", *stamp), lake.bronze(source),
+                               f"presage-stream-{source}-{query_id}"))
+            if bad:
+                writes.append((quarantine_rows(frame, source, key).select("*", *stamp), lake.quarantine,
+                               f"presage-stream-quarantine-{source}-{query_id}"))
+        if persons:
+            events_count = events.count()
+            writes += [(events, lake.stream("activity_events"), f"presage-stream-activity-events-{query_id}"),
+                       (rows, lake.gold(TABLE), f"presage-stream-activity-{query_id}")]
+        for frame, table, app_id in writes:
+            append_once(frame, table, app_id, batch_id)
+    finally:
+        for frame in cached:
+            frame.unpersist()
     seconds = (dt.datetime.now(dt.UTC).replace(tzinfo=None) - started).total_seconds()
     outcome = BatchOutcome(batch_id, bronze_count, quarantined, events_count, persons, seconds)
     log.info("stream batch %s", outcome)

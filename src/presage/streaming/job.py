@@ -32,12 +32,12 @@ from presage.lakehouse import Lakehouse
 from presage.privacy import load_key
 from presage.streaming import STREAMED
 from presage.features.activity import LOOKBACK
-from presage.streaming.batch import PUSH_SOURCE, BatchOutcome, bootstrap, newest_snapshot, process
+from presage.streaming.batch import PUSH_SOURCE, BatchOutcome, bootstrap, newest_snapshot, process, resolver
 
 log = logging.getLogger(__name__)
 
 QUERY_NAME = "presage-stream-events"
-SNAPSHOT_REFRESH = dt.timedelta(minutes=10)  # how often the newest gold snapshot date is looked up
+REFRESH = dt.timedelta(minutes=10)  # how often the newest gold snapshot and the identity map are read again
 
 
 def checkpoint(settings: Settings) -> str:
@@ -90,15 +90,17 @@ def start(
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     seeded = bootstrap(spark, lake, min(now - LOOKBACK, snapshot) if snapshot else now - LOOKBACK)
     log.info("activity seeded from %d silver events", seeded)
-    cached: dict[str, object] = {"at": time.monotonic(), "snapshot": snapshot, "query": None}
+    cached: dict[str, object] = {"at": time.monotonic(), "snapshot": snapshot, "identity": resolver(spark, lake), "query": None}
 
     def each(lines: DataFrame, batch_id: int) -> None:
         now = time.monotonic()
-        if now - cached["at"] > SNAPSHOT_REFRESH.total_seconds():
-            cached["snapshot"], cached["at"] = newest_snapshot(spark, lake), now
+        if now - cached["at"] > REFRESH.total_seconds():
+            if cached["identity"] is not None:
+                cached["identity"].unpersist()
+            cached.update(at=now, snapshot=newest_snapshot(spark, lake), identity=resolver(spark, lake))
         if cached["query"] is None:  # written by Spark when the query first started on this checkpoint
             cached["query"] = json.loads(fs.first_line(spark, f"{checkpoint(settings)}/metadata"))["id"]
-        outcome = process(spark, settings, store, key, lines, cached["query"], batch_id, cached["snapshot"])
+        outcome = process(spark, settings, store, key, lines, cached["query"], batch_id, cached["snapshot"], cached["identity"])
         if on_batch:
             on_batch(outcome)
 
