@@ -335,6 +335,9 @@ class StreamSettings(_Strict):
     )
     trigger_seconds: float = Field(1.0, gt=0, description="micro-batch interval")
     max_files_per_trigger: int = Field(100, ge=1, description="folder source: files read per micro-batch at most")
+    shuffle_partitions: int = Field(
+        2, ge=1, description="spark.sql.shuffle.partitions of the stream's application: a micro-batch is small and each partition is a task"
+    )
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="kafka source: brokers")
     kafka_topics: dict[str, str] = Field(
         default_factory=lambda: {"web_events": "presage.web_events", "campaign_events": "presage.campaign_events"},

@@ -7,9 +7,10 @@
    through the ``customer_activity_push`` push source: the online store is written first, without
    waiting for the commits below;
 3. then, with Delta's idempotent appends (``txnAppId`` per table and checkpoint query id,
-   ``txnVersion`` = the batch id): good rows to bronze, rejects to the quarantine, the batch's
-   resolved events to ``stream/activity_events`` and the activity rows to ``gold/customer_activity``
-   (one row per person and batch: the history Feast's batch source reads).
+   ``txnVersion`` = the batch id): good rows to bronze and rejects to the quarantine, then the
+   batch's resolved events to ``stream/activity_events`` and the activity rows to
+   ``gold/customer_activity`` (one row per person and batch: the history Feast's batch source
+   reads); the tables of each step are committed concurrently (:func:`append_all`).
 
 A stream killed anywhere and restarted from its checkpoint replays the batch: the push writes the
 same state again (an overwrite, not an increment) and every append already committed is skipped.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from delta.tables import DeltaTable
@@ -29,6 +31,7 @@ from feast.data_source import PushMode
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
+from pyspark.util import inheritable_thread_target
 
 from presage.config import Settings
 from presage.features.activity import LOOKBACK, TABLE, activity_events, activity_features
@@ -95,11 +98,22 @@ def bootstrap(spark: SparkSession, lake: Lakehouse, since: dt.datetime) -> int:
         return 0
     events = activity_events(parts.get("web_events"), parts.get("campaign_events")).persist()
     merge_events(spark, lake, events)
-    # Older events can no longer count anywhere: keep the table to the window.
-    DeltaTable.forPath(spark, lake.stream("activity_events")).delete(F.col("event_ts") <= F.lit(since).cast("timestamp"))
+    tidy(spark, lake, since)
     seeded = events.count()
     events.unpersist()
     return seeded
+
+
+def tidy(spark: SparkSession, lake: Lakehouse, since: dt.datetime) -> None:
+    """Keep a long-running stream's own tables small: drop the events before ``since`` (they count
+    nowhere any more) and compact the one-file-per-batch appends of ``stream/activity_events`` and
+    ``gold/customer_activity``, which every batch and every Feast read would otherwise list."""
+    events = lake.stream("activity_events")
+    if DeltaTable.isDeltaTable(spark, events):
+        DeltaTable.forPath(spark, events).delete(F.col("event_ts") <= F.lit(since).cast("timestamp"))
+    for path in (events, lake.gold(TABLE)):
+        if DeltaTable.isDeltaTable(spark, path):
+            DeltaTable.forPath(spark, path).optimize().executeCompaction()
 
 
 def lines_of(lines: DataFrame, source: str) -> DataFrame:
@@ -173,8 +187,10 @@ def process(
         rows = events = None
         if resolved:
             events = activity_events(resolved.get("web_events"), resolved.get("campaign_events")).persist()
-            rows = _activity(spark, lake, events, started, snapshot).persist()
-            cached += [events, rows]
+            # Materialized apart from its plan: a cached plan that reads stream/activity_events would
+            # be planned again by Spark's cache manager when this batch appends to that table.
+            rows = _activity(spark, lake, events, started, snapshot).localCheckpoint()
+            cached.append(events)
             pushed = rows.toPandas()
             persons = len(pushed)
             if persons:
@@ -182,7 +198,8 @@ def process(
         elif identity is None and checked:
             log.warning("no silver identity map yet: events go to bronze, but no person's activity is updated "
                         "until `presage build-profiles` has run")
-        # Then the appends, each skipped when empty (a one-second trigger would commit every second).
+        # Then the appends, each skipped when empty (a one-second trigger would commit every second):
+        # what arrived (bronze, quarantine), then what the stream derived from it.
         writes: list[tuple[DataFrame, str, str]] = []  # (rows, table, txnAppId)
         unknown = lines.where(~F.col("source").isin(*STREAMED))
         if arrived - set(STREAMED):
@@ -199,12 +216,11 @@ def process(
             if bad:
                 writes.append((quarantine_rows(frame, source, key).select("*", *stamp), lake.quarantine,
                                f"presage-stream-quarantine-{source}-{query_id}"))
+        append_all(writes, batch_id)
         if persons:
             events_count = events.count()
-            writes += [(events, lake.stream("activity_events"), f"presage-stream-activity-events-{query_id}"),
-                       (rows, lake.gold(TABLE), f"presage-stream-activity-{query_id}")]
-        for frame, table, app_id in writes:
-            append_once(frame, table, app_id, batch_id)
+            append_all([(events, lake.stream("activity_events"), f"presage-stream-activity-events-{query_id}"),
+                        (rows, lake.gold(TABLE), f"presage-stream-activity-{query_id}")], batch_id)
     finally:
         for frame in cached:
             frame.unpersist()
@@ -212,6 +228,22 @@ def process(
     outcome = BatchOutcome(batch_id, bronze_count, quarantined, events_count, persons, seconds)
     log.info("stream batch %s", outcome)
     return outcome
+
+
+def append_all(writes: list[tuple[DataFrame, str, str]], batch_id: int) -> None:
+    """Append each (rows, table, txnAppId) exactly once, the tables concurrently.
+
+    A small append is mostly driver-side Delta log work (the snapshot, the commit, the checksum), so
+    the tables' commits overlap instead of queueing; the batch ends when all are done, and a failure
+    of any is raised (the batch is replayed, and the appends already committed are skipped)."""
+    if len(writes) < 2:
+        for frame, table, app_id in writes:
+            append_once(frame, table, app_id, batch_id)
+        return
+    append = inheritable_thread_target(append_once)  # the query's job group, so that stop() cancels them
+    with ThreadPoolExecutor(max_workers=len(writes), thread_name_prefix="presage-stream-append") as pool:
+        for done in [pool.submit(append, frame, table, app_id, batch_id) for frame, table, app_id in writes]:
+            done.result()
 
 
 def _unknown_source_rows(lines: DataFrame) -> DataFrame:

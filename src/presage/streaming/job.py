@@ -32,7 +32,7 @@ from presage.lakehouse import Lakehouse
 from presage.privacy import load_key
 from presage.streaming import STREAMED
 from presage.features.activity import LOOKBACK
-from presage.streaming.batch import PUSH_SOURCE, BatchOutcome, bootstrap, newest_snapshot, process, resolver
+from presage.streaming.batch import PUSH_SOURCE, BatchOutcome, bootstrap, newest_snapshot, process, resolver, tidy
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,9 @@ def start(
     Raises:
         ValueError: the Feast registry has no ``customer_activity_push`` (``feast apply`` not run).
     """
+    # Micro-batches are small, and every shuffle partition is a task. Set before the query starts: a
+    # new checkpoint records the value, and Spark keeps the recorded one for the checkpoint's life.
+    spark.conf.set("spark.sql.shuffle.partitions", str(settings.stream.shuffle_partitions))
     store = open_store(settings)
     if PUSH_SOURCE not in {s.name for s in store.list_data_sources()}:
         raise ValueError(f"no push source {PUSH_SOURCE} in the Feast registry of {store.repo_path}: run `feast apply` there first")
@@ -98,6 +101,8 @@ def start(
             if cached["identity"] is not None:
                 cached["identity"].unpersist()
             cached.update(at=now, snapshot=newest_snapshot(spark, lake), identity=resolver(spark, lake))
+            since = dt.datetime.now(dt.UTC).replace(tzinfo=None) - LOOKBACK
+            tidy(spark, lake, min(since, cached["snapshot"]) if cached["snapshot"] else since)
         if cached["query"] is None:  # written by Spark when the query first started on this checkpoint
             cached["query"] = json.loads(fs.first_line(spark, f"{checkpoint(settings)}/metadata"))["id"]
         outcome = process(spark, settings, store, key, lines, cached["query"], batch_id, cached["snapshot"], cached["identity"])
