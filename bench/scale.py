@@ -1,0 +1,181 @@
+"""Scale benchmark: the whole pipeline at several sizes of generated customers, stage by stage.
+
+Each size gets its own lakehouse (``<root>/<customers>``) and runs the `make demo` sequence as a
+data engineer does, each stage its own ``presage`` (or ``feast``) process on the ``local`` profile:
+generate, ingest, build-profiles, build-features, feast apply, materialize, train (each of the
+four models `presage score` needs), score. Per stage it prints and records:
+
+- wall time;
+- peak resident memory of the stage's process tree (Python driver + Spark JVM + workers), sampled
+  every 0.25 s;
+- rows: what the stage wrote: the raw drops' records for generate, the Delta tables' rows from
+  their logs' add actions (no Spark job) for ingest (bronze), build-profiles (silver),
+  build-features (gold) and score (outputs), the online store's rows for materialize; none for
+  feast apply and train; and rows per second;
+- from one size to the next: the time ratio beside the customer ratio (growth <= 1 means no worse
+  than linear). Every stage pays one process and JVM start (~10 s), which flatters small sizes.
+
+    PYTHONPATH=src python bench/scale.py [--sizes 100000 1000000] [--days 365] [--root DIR] [--keep]
+
+Writes bench/out/scale.json; bench/RESULTS.md records the runs. Numbers, not assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+from deltalake import DeltaTable
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+MODELS = ("purchase_propensity", "churn_risk", "expected_spend", "channel_response")  # score needs each champion
+
+
+@dataclass
+class StageRun:
+    customers: int
+    stage: str
+    seconds: float
+    peak_rss_gib: float
+    rows: int
+    rows_per_s: float
+
+
+def delta_rows(folder: Path) -> int:
+    """Rows of the current versions of every Delta table under ``folder`` (from their logs)."""
+    total = 0
+    for log in folder.rglob("_delta_log"):
+        actions = DeltaTable(str(log.parent)).get_add_actions(flatten=True)
+        total += sum(v for v in actions.column("num_records").to_pylist() if v is not None)
+    return total
+
+
+def raw_rows(home: Path) -> int:
+    """Records of the raw drops: lines of the JSON-lines and CSV files (less the CSV headers), and
+    the rows of the Parquet files from their footers."""
+    total = 0
+    for path in (home / "raw").rglob("*"):
+        if path.suffix in (".jsonl", ".csv"):
+            with path.open("rb") as f:
+                total += sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 24), b"")) - (path.suffix == ".csv")
+        elif path.suffix == ".parquet":
+            total += pq.ParquetFile(path).metadata.num_rows
+    return total
+
+
+def online_rows(home: Path) -> int:
+    """Rows of the SQLite online store's tables (feature_repo/feature_store.yaml: <home>/feast/online.db)."""
+    db = home / "feast" / "online.db"
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as conn:
+        tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return sum(conn.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in tables)
+
+
+def run(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """Run a stage; returns (seconds, peak resident GiB of its process tree). Raises on failure."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        root = psutil.Process(process.pid)
+        while not done.is_set():
+            try:
+                tree = [root, *root.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            except psutil.Error:
+                pass
+            done.wait(0.25)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, err = process.communicate()
+    done.set()
+    sampler.join()
+    if process.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{err[-3000:]}")
+    return time.perf_counter() - started, peak / 2**30
+
+
+def stages(customers: int, days: int) -> list[tuple[str, list[str], Path, Callable[[Path], int]]]:
+    """(name, command, working directory, rows written as a function of the home)."""
+    presage = str(BIN / "presage")
+    layer = lambda name: (lambda home: delta_rows(home / name))  # noqa: E731
+    return [
+        ("generate", [presage, "generate", "--customers", str(customers), "--days", str(days), "--seed", "7"], ROOT, raw_rows),
+        ("ingest", [presage, "ingest"], ROOT, layer("bronze")),
+        ("build-profiles", [presage, "build-profiles"], ROOT, layer("silver")),
+        ("build-features", [presage, "build-features"], ROOT, layer("gold")),
+        ("feast apply", [str(BIN / "feast"), "apply"], ROOT / "feature_repo", lambda home: 0),
+        ("materialize", [presage, "materialize"], ROOT, online_rows),
+        *[(f"train {model}", [presage, "train", "--model", model], ROOT, lambda home: 0) for model in MODELS],
+        ("score", [presage, "score"], ROOT, layer("outputs")),
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--root", type=Path, default=None, help="where the lakehouses go (default: a temporary folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the lakehouses")
+    args = parser.parse_args()
+
+    root = args.root or Path(tempfile.mkdtemp(prefix="presage-bench-scale-"))
+    results: list[StageRun] = []
+    try:
+        for customers in sorted(args.sizes):
+            home = root / str(customers)
+            shutil.rmtree(home, ignore_errors=True)
+            env = {**os.environ, "PRESAGE_HOME": str(home), "MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false"}
+            for name, command, cwd, rows_of in stages(customers, args.days):
+                before = rows_of(home) if home.exists() else 0
+                seconds, peak = run(command, env, cwd)
+                rows = max(rows_of(home) - before, 0)
+                results.append(StageRun(customers, name, round(seconds, 1), round(peak, 2), rows, round(rows / seconds, 1)))
+                print(f"{customers:>9,d} {name:28s} {seconds:8.1f} s  {peak:6.2f} GiB  {rows:>12,d} rows "
+                      f"{rows / seconds:>10,.0f} rows/s", flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+    sizes = sorted(args.sizes)
+    print(f"\n{'stage':28s} " + " ".join(f"{f'{n:,d} s':>12s} {'GiB':>6s}" for n in sizes)
+          + "".join(f" {f'x{b // a} growth':>12s}" for a, b in zip(sizes, sizes[1:])))
+    by = {(r.customers, r.stage): r for r in results}
+    growth: dict[str, list[float]] = {}
+    for name, *_ in stages(0, 0):
+        cells = " ".join(f"{by[(n, name)].seconds:12.1f} {by[(n, name)].peak_rss_gib:6.2f}" for n in sizes)
+        ratios = [(by[(b, name)].seconds / by[(a, name)].seconds) / (b / a) for a, b in zip(sizes, sizes[1:])]
+        growth[name] = [round(r, 3) for r in ratios]
+        print(f"{name:28s} {cells}" + "".join(f" {r:12.2f}" for r in ratios))
+    total = {n: sum(r.seconds for r in results if r.customers == n) for n in sizes}
+    print(f"{'whole pipeline':28s} " + " ".join(f"{total[n]:12.1f} {'':6s}" for n in sizes))
+    print("growth = (time ratio) / (customer ratio): above 1 is superlinear")
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scale.json").write_text(json.dumps({"days": args.days, "sizes": sizes, "cores": os.cpu_count(),
+                                                "stages": [asdict(r) for r in results], "growth": growth}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
