@@ -133,11 +133,17 @@ def resolver(spark: SparkSession, lake: Lakehouse) -> DataFrame | None:
     return resolved
 
 
+def window_start(as_of: dt.datetime, snapshot: dt.datetime | None) -> dt.datetime:
+    """The oldest event time activity as of ``as_of`` still counts: the lookback, or the snapshot
+    if that is older (the ``new_*`` counts start there)."""
+    return min(as_of - LOOKBACK, snapshot) if snapshot else as_of - LOOKBACK
+
+
 def _activity(spark: SparkSession, lake: Lakehouse, events: DataFrame, as_of: dt.datetime,
               snapshot: dt.datetime | None) -> DataFrame:
     """Activity of the persons in ``events``: their earlier events (``stream/activity_events``) and
     these, each event once."""
-    horizon = min(as_of - LOOKBACK, snapshot) if snapshot else as_of - LOOKBACK
+    horizon = window_start(as_of, snapshot)
     path = lake.stream("activity_events")
     if DeltaTable.isDeltaTable(spark, path):
         earlier = (spark.read.format("delta").load(path).where(F.col("event_ts") > F.lit(horizon).cast("timestamp"))
@@ -236,9 +242,7 @@ def append_all(writes: list[tuple[DataFrame, str, str]], batch_id: int) -> None:
     A small append is mostly driver-side Delta log work (the snapshot, the commit, the checksum), so
     the tables' commits overlap instead of queueing; the batch ends when all are done, and a failure
     of any is raised (the batch is replayed, and the appends already committed are skipped)."""
-    if len(writes) < 2:
-        for frame, table, app_id in writes:
-            append_once(frame, table, app_id, batch_id)
+    if not writes:
         return
     append = inheritable_thread_target(append_once)  # the query's job group, so that stop() cancels them
     with ThreadPoolExecutor(max_workers=len(writes), thread_name_prefix="presage-stream-append") as pool:

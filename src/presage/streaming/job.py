@@ -31,8 +31,7 @@ from presage.featurestore.store import open_store
 from presage.lakehouse import Lakehouse
 from presage.privacy import load_key
 from presage.streaming import STREAMED
-from presage.features.activity import LOOKBACK
-from presage.streaming.batch import PUSH_SOURCE, BatchOutcome, bootstrap, newest_snapshot, process, resolver, tidy
+from presage.streaming.batch import PUSH_SOURCE, BatchOutcome, bootstrap, newest_snapshot, process, resolver, tidy, window_start
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +90,7 @@ def start(
     lake = Lakehouse.of(settings)
     snapshot = newest_snapshot(spark, lake)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    seeded = bootstrap(spark, lake, min(now - LOOKBACK, snapshot) if snapshot else now - LOOKBACK)
+    seeded = bootstrap(spark, lake, window_start(now, snapshot))
     log.info("activity seeded from %d silver events", seeded)
     cached: dict[str, object] = {"at": time.monotonic(), "snapshot": snapshot, "identity": resolver(spark, lake), "query": None}
 
@@ -101,8 +100,7 @@ def start(
             if cached["identity"] is not None:
                 cached["identity"].unpersist()
             cached.update(at=now, snapshot=newest_snapshot(spark, lake), identity=resolver(spark, lake))
-            since = dt.datetime.now(dt.UTC).replace(tzinfo=None) - LOOKBACK
-            tidy(spark, lake, min(since, cached["snapshot"]) if cached["snapshot"] else since)
+            tidy(spark, lake, window_start(dt.datetime.now(dt.UTC).replace(tzinfo=None), cached["snapshot"]))
         if cached["query"] is None:  # written by Spark when the query first started on this checkpoint
             cached["query"] = json.loads(fs.first_line(spark, f"{checkpoint(settings)}/metadata"))["id"]
         outcome = process(spark, settings, store, key, lines, cached["query"], batch_id, cached["snapshot"], cached["identity"])
