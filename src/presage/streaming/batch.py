@@ -4,13 +4,13 @@
 2. good rows are resolved to persons with the silver identity map, and the activity of every person
    the batch touched is recomputed from their earlier events (``stream/activity_events``) and these
    (:func:`presage.features.activity.activity_features`), then pushed to the Feast online store
-   through the ``customer_activity_push`` push source: the online store is written first, without
-   waiting for the commits below;
-3. then, with Delta's idempotent appends (``txnAppId`` per table and checkpoint query id,
-   ``txnVersion`` = the batch id): good rows to bronze and rejects to the quarantine, then the
-   batch's resolved events to ``stream/activity_events`` and the activity rows to
-   ``gold/customer_activity`` (one row per person and batch: the history Feast's batch source
-   reads); the tables of each step are committed concurrently (:func:`append_all`).
+   through the ``customer_activity_push`` push source;
+3. with Delta's idempotent appends (``txnAppId`` per table and checkpoint query id, ``txnVersion``
+   = the batch id): good rows to bronze and rejects to the quarantine from a second driver thread
+   while step 2 runs (:func:`land_arrivals`), then, once both are done, the batch's resolved events
+   to ``stream/activity_events`` and the activity rows to ``gold/customer_activity`` (one row per
+   person and batch: the history Feast's batch source reads); the tables of each step are committed
+   concurrently (:func:`append_all`).
 
 A stream killed anywhere and restarted from its checkpoint replays the batch: the push writes the
 same state again (an overwrite, not an increment) and every append already committed is skipped.
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from delta.tables import DeltaTable
 from feast import FeatureStore
 from feast.data_source import PushMode
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 from pyspark.util import inheritable_thread_target
@@ -165,8 +165,9 @@ def process(
 ) -> BatchOutcome:
     """Run one micro-batch of (value, origin, source) lines; see the module docstring.
 
-    The push comes first and the Delta appends after it, so that an event reaches the online store
-    without waiting for four commits; a replay recomputes the same rows from the same events.
+    The bronze and quarantine appends run beside the activity and its push, and the derived tables'
+    appends after both, so that an event reaches the online store without waiting for any commit;
+    a replay recomputes the same rows from the same events.
     ``query_id`` (the checkpoint's query id) scopes the idempotent writes: a new checkpoint starts
     at batch 0 again, and must not find its writes taken for replays of the old one's. ``identity``
     is :func:`resolver`'s frame."""
@@ -177,52 +178,37 @@ def process(
     stamp = [F.lit(f"stream-{batch_id:09d}").alias("_batch_id"), F.lit(started).cast("timestamp").alias("_ingested_at")]
     lines = lines.persist()
     cached: list[DataFrame] = [lines]
-    bronze_count = quarantined = events_count = persons = 0
+    events_count = persons = 0
     try:
-        # Up to the push, as few Spark jobs as possible: the sources present, then the activity rows.
         arrived = {r["source"] for r in lines.select("source").distinct().collect()}
         checked: dict[str, DataFrame] = {}
-        resolved: dict[str, DataFrame] = {}
         for source in (s for s in STREAMED if s in arrived):
             checked[source] = check(typed(lines_of(lines, source).withColumn("_row", F.monotonically_increasing_id()),
                                           load_schema(source)), source, parameters).persist()
             cached.append(checked[source])
-            if identity is not None:
-                bronze = bronze_rows(checked[source], source, key)
-                resolved[source] = attach_person(bronze, source, settings, identity)
-        rows = events = None
-        if resolved:
-            events = activity_events(resolved.get("web_events"), resolved.get("campaign_events")).persist()
-            # Materialized apart from its plan: a cached plan that reads stream/activity_events would
-            # be planned again by Spark's cache manager when this batch appends to that table.
-            rows = _activity(spark, lake, events, started, snapshot).localCheckpoint()
-            cached.append(events)
-            pushed = rows.toPandas()
-            persons = len(pushed)
-            if persons:
-                store.push(PUSH_SOURCE, pushed, to=PushMode.ONLINE)
-        elif identity is None and checked:
-            log.warning("no silver identity map yet: events go to bronze, but no person's activity is updated "
-                        "until `presage build-profiles` has run")
-        # Then the appends, each skipped when empty (a one-second trigger would commit every second):
-        # what arrived (bronze, quarantine), then what the stream derived from it.
-        writes: list[tuple[DataFrame, str, str]] = []  # (rows, table, txnAppId)
-        unknown = lines.where(~F.col("source").isin(*STREAMED))
-        if arrived - set(STREAMED):
-            quarantined += unknown.count()
-            writes.append((_unknown_source_rows(unknown).select("*", *stamp), lake.quarantine,
-                           f"presage-stream-quarantine-unknown-{query_id}"))
-        for source, frame in checked.items():
-            counts = {bool(r["good"]): r["count"] for r in frame.groupBy((F.size(FAILURES) == 0).alias("good")).count().collect()}
-            good, bad = counts.get(True, 0), counts.get(False, 0)
-            bronze_count, quarantined = bronze_count + good, quarantined + bad
-            if good:
-                writes.append((bronze_rows(frame, source, key).select("*", *stamp), lake.bronze(source),
-                               f"presage-stream-{source}-{query_id}"))
-            if bad:
-                writes.append((quarantine_rows(frame, source, key).select("*", *stamp), lake.quarantine,
-                               f"presage-stream-quarantine-{source}-{query_id}"))
-        append_all(writes, batch_id)
+        # What arrived lands in bronze and the quarantine from a driver thread while this one computes
+        # and pushes the activity: the two overlap (both are mostly driver-side planning and log work),
+        # and the bronze commit still precedes the derived tables'.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="presage-stream-bronze") as pool:
+            landing = pool.submit(inheritable_thread_target(land_arrivals), lake, lines, arrived, checked, key, stamp,
+                                  query_id, batch_id)
+            events = rows = None
+            if identity is not None and checked:
+                resolved = {source: attach_person(bronze_rows(frame, source, key), source, settings, identity)
+                            for source, frame in checked.items()}
+                events = activity_events(resolved.get("web_events"), resolved.get("campaign_events")).persist()
+                cached.append(events)
+                # Materialized apart from its plan: a cached plan that reads stream/activity_events would
+                # be planned again by Spark's cache manager when this batch appends to that table.
+                rows = _activity(spark, lake, events, started, snapshot).localCheckpoint()
+                pushed = rows.toPandas()
+                persons = len(pushed)
+                if persons:
+                    store.push(PUSH_SOURCE, pushed, to=PushMode.ONLINE)
+            elif identity is None and checked:
+                log.warning("no silver identity map yet: events go to bronze, but no person's activity is updated "
+                            "until `presage build-profiles` has run")
+            bronze_count, quarantined = landing.result()
         if persons:
             events_count = events.count()
             append_all([(events, lake.stream("activity_events"), f"presage-stream-activity-events-{query_id}"),
@@ -234,6 +220,32 @@ def process(
     outcome = BatchOutcome(batch_id, bronze_count, quarantined, events_count, persons, seconds)
     log.info("stream batch %s", outcome)
     return outcome
+
+
+def land_arrivals(lake: Lakehouse, lines: DataFrame, arrived: set[str], checked: dict[str, DataFrame], key: bytes,
+                  stamp: list[Column], query_id: str, batch_id: int) -> tuple[int, int]:
+    """Append a batch's good rows to bronze and its rejects (and lines of unknown sources) to the
+    quarantine, each exactly once and skipped when empty (a one-second trigger would otherwise
+    commit every second); returns (bronze rows, quarantined rows)."""
+    writes: list[tuple[DataFrame, str, str]] = []  # (rows, table, txnAppId)
+    bronze_count = quarantined = 0
+    if arrived - set(STREAMED):
+        unknown = lines.where(~F.col("source").isin(*STREAMED))
+        quarantined += unknown.count()
+        writes.append((_unknown_source_rows(unknown).select("*", *stamp), lake.quarantine,
+                       f"presage-stream-quarantine-unknown-{query_id}"))
+    for source, frame in checked.items():
+        counts = {bool(r["good"]): r["count"] for r in frame.groupBy((F.size(FAILURES) == 0).alias("good")).count().collect()}
+        good, bad = counts.get(True, 0), counts.get(False, 0)
+        bronze_count, quarantined = bronze_count + good, quarantined + bad
+        if good:
+            writes.append((bronze_rows(frame, source, key).select("*", *stamp), lake.bronze(source),
+                           f"presage-stream-{source}-{query_id}"))
+        if bad:
+            writes.append((quarantine_rows(frame, source, key).select("*", *stamp), lake.quarantine,
+                           f"presage-stream-quarantine-{source}-{query_id}"))
+    append_all(writes, batch_id)
+    return bronze_count, quarantined
 
 
 def append_all(writes: list[tuple[DataFrame, str, str]], batch_id: int) -> None:
