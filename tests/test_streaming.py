@@ -205,9 +205,9 @@ def _delta_versions(path: str) -> int:
 
 
 def test_a_stream_killed_mid_batch_keeps_every_event_exactly_once(spark, streamed, persons, settings_st, tmp_path):
-    """SIGKILL right after the batch's bronze commit (after its push, before its activity events are
-    appended), then a restart from the checkpoint: bronze, the activity events and the online store
-    hold each event once."""
+    """SIGKILL right after the batch's bronze commit (before its activity events are appended; the
+    push runs beside the bronze append and may or may not have happened), then a restart from the
+    checkpoint: bronze, the activity events and the online store hold each event once."""
     lake = Lakehouse.of(settings_st)
     person, crm = persons[1]
     config = tmp_path / "stream.yaml"
