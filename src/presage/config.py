@@ -141,7 +141,9 @@ class ModelSettings(_Strict):
         2_000_000, ge=1000, description="training rows kept at most (a deterministic sample of persons)"
     )
     evaluation_rows: int = Field(
-        1_000_000, ge=1000, description="holdout rows brought to the driver for metrics and plots, at most"
+        250_000, ge=1000,
+        description="holdout rows brought to the driver for metrics and plots, at most (a model's ~100 columns "
+        "make 250k rows ~0.2 GB of results, within the driver's 1 GiB spark.driver.maxResultSize)"
     )
     active_days: int = Field(365, gt=0, description="churn: a customer with an order in this many days is active")
     sensitive_attributes: list[str] = Field(
@@ -335,6 +337,10 @@ class StreamSettings(_Strict):
     )
     trigger_seconds: float = Field(1.0, gt=0, description="micro-batch interval")
     max_files_per_trigger: int = Field(100, ge=1, description="folder source: files read per micro-batch at most")
+    max_offsets_per_trigger: int = Field(
+        100_000, ge=1, description="Kafka source: messages read per micro-batch at most (a first start or a catch-up "
+        "after downtime comes in batches of this size, not all at once)"
+    )
     shuffle_partitions: int = Field(
         2, ge=1, description="spark.sql.shuffle.partitions of the stream's application: a micro-batch is small and each partition is a task"
     )

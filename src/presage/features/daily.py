@@ -89,7 +89,9 @@ def campaign_days(campaigns: DataFrame) -> DataFrame:
 def social_days(social: DataFrame) -> DataFrame:
     rows = social.where(F.col("person_id").isNotNull())
     worded = F.col("event_type").isin("comment", "mention")
-    rows = rows.withColumn("_sentiment", F.when(worded, sentiment(F.col("text"))))
+    # The condition inside the UDF's argument: Spark sends a Python UDF every row of its input, and
+    # the UDF returns null at once for a null text (likes, shares).
+    rows = rows.withColumn("_sentiment", sentiment(F.when(worded, F.col("text"))))
     return rows.groupBy("person_id", day_index(F.col("event_ts")).alias("day")).agg(
         F.count("*").alias("social"),
         *[_count(F.col("event_type") == t).alias(f"social_{t}") for t in SOCIAL_TYPES],

@@ -52,6 +52,7 @@ def read_lines(spark: SparkSession, settings: Settings) -> DataFrame:
                .option("kafka.bootstrap.servers", stream.kafka_bootstrap_servers)
                .option("subscribe", ",".join(topics))
                .option("startingOffsets", "earliest")
+               .option("maxOffsetsPerTrigger", stream.max_offsets_per_trigger)
                .load())
         source = F.coalesce(*[F.when(F.col("topic") == t, F.lit(s)) for t, s in topics.items()], F.col("topic"))
         origin = F.concat_ws(":", F.lit("kafka"), "topic", "partition", "offset")
