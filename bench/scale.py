@@ -6,8 +6,11 @@ generate, ingest, build-profiles, build-features, feast apply, materialize, trai
 four models `presage score` needs), score. Per stage it prints and records:
 
 - wall time;
-- peak resident memory of the stage's process tree (Python driver + Spark JVM + workers), sampled
-  every 0.25 s;
+- peak memory, sampled every 0.25 s, two ways: the resident sets of the stage's process tree
+  summed (Python driver + Spark JVM + workers; pages that forked Python workers share with their
+  daemon count once per process, so this overstates) and the machine's memory in use (total less
+  available, less what was in use before the stage started): the figure to hold against the
+  machine's 24 GiB;
 - rows: what the stage wrote: the raw drops' records for generate, the Delta tables' rows from
   their logs' add actions (no Spark job) for ingest (bronze), build-profiles (silver),
   build-features (gold) and score (outputs), the online store's rows for materialize; none for
@@ -51,6 +54,7 @@ class StageRun:
     stage: str
     seconds: float
     peak_rss_gib: float
+    peak_machine_gib: float
     rows: int
     rows_per_s: float
 
@@ -87,15 +91,23 @@ def online_rows(home: Path) -> int:
         return sum(conn.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in tables)
 
 
-def run(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
-    """Run a stage; returns (seconds, peak resident GiB of its process tree). Raises on failure."""
+def in_use() -> int:
+    """Bytes of the machine's memory in use (not available to a new process)."""
+    memory = psutil.virtual_memory()
+    return memory.total - memory.available
+
+
+def run(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, float]:
+    """Run a stage; returns (seconds, peak GiB of its process tree's resident sets, peak GiB of the
+    machine's memory in use above what it was at the start). Raises on failure."""
+    baseline = in_use()
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peak = 0
+    peak = machine = 0
     done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, machine
         root = psutil.Process(process.pid)
         while not done.is_set():
             try:
@@ -103,6 +115,7 @@ def run(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, floa
                 peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
             except psutil.Error:
                 pass
+            machine = max(machine, in_use() - baseline)
             done.wait(0.25)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -112,7 +125,7 @@ def run(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, floa
     sampler.join()
     if process.returncode:
         raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{err[-3000:]}")
-    return time.perf_counter() - started, peak / 2**30
+    return time.perf_counter() - started, peak / 2**30, machine / 2**30
 
 
 def stages(customers: int, days: int) -> list[tuple[str, list[str], Path, Callable[[Path], int]]]:
@@ -148,27 +161,29 @@ def main() -> int:
             env = {**os.environ, "PRESAGE_HOME": str(home), "MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false"}
             for name, command, cwd, rows_of in stages(customers, args.days):
                 before = rows_of(home) if home.exists() else 0
-                seconds, peak = run(command, env, cwd)
+                seconds, peak, machine = run(command, env, cwd)
                 rows = max(rows_of(home) - before, 0)
-                results.append(StageRun(customers, name, round(seconds, 1), round(peak, 2), rows, round(rows / seconds, 1)))
-                print(f"{customers:>9,d} {name:28s} {seconds:8.1f} s  {peak:6.2f} GiB  {rows:>12,d} rows "
-                      f"{rows / seconds:>10,.0f} rows/s", flush=True)
+                results.append(StageRun(customers, name, round(seconds, 1), round(peak, 2), round(machine, 2), rows,
+                                        round(rows / seconds, 1)))
+                print(f"{customers:>9,d} {name:28s} {seconds:8.1f} s  tree {peak:6.2f} GiB  machine {machine:6.2f} GiB "
+                      f"{rows:>12,d} rows {rows / seconds:>10,.0f} rows/s", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
 
     sizes = sorted(args.sizes)
-    print(f"\n{'stage':28s} " + " ".join(f"{f'{n:,d} s':>12s} {'GiB':>6s}" for n in sizes)
+    print(f"\n{'stage':28s} " + " ".join(f"{f'{n:,d} s':>12s} {'GiB':>6s} {'mach.':>6s}" for n in sizes)
           + "".join(f" {f'x{b // a} growth':>12s}" for a, b in zip(sizes, sizes[1:])))
     by = {(r.customers, r.stage): r for r in results}
     growth: dict[str, list[float]] = {}
     for name, *_ in stages(0, 0):
-        cells = " ".join(f"{by[(n, name)].seconds:12.1f} {by[(n, name)].peak_rss_gib:6.2f}" for n in sizes)
+        cells = " ".join(f"{by[(n, name)].seconds:12.1f} {by[(n, name)].peak_rss_gib:6.2f} {by[(n, name)].peak_machine_gib:6.2f}"
+                         for n in sizes)
         ratios = [(by[(b, name)].seconds / by[(a, name)].seconds) / (b / a) for a, b in zip(sizes, sizes[1:])]
         growth[name] = [round(r, 3) for r in ratios]
         print(f"{name:28s} {cells}" + "".join(f" {r:12.2f}" for r in ratios))
     total = {n: sum(r.seconds for r in results if r.customers == n) for n in sizes}
-    print(f"{'whole pipeline':28s} " + " ".join(f"{total[n]:12.1f} {'':6s}" for n in sizes))
+    print(f"{'whole pipeline':28s} " + " ".join(f"{total[n]:12.1f} {'':6s} {'':6s}" for n in sizes))
     print("growth = (time ratio) / (customer ratio): above 1 is superlinear")
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
