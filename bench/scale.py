@@ -177,8 +177,8 @@ def main() -> int:
     by = {(r.customers, r.stage): r for r in results}
     growth: dict[str, list[float]] = {}
     for name, *_ in stages(0, 0):
-        cells = " ".join(f"{by[(n, name)].seconds:12.1f} {by[(n, name)].peak_rss_gib:6.2f} {by[(n, name)].peak_machine_gib:6.2f}"
-                         for n in sizes)
+        row = [by[(n, name)] for n in sizes]
+        cells = " ".join(f"{r.seconds:12.1f} {r.peak_rss_gib:6.2f} {r.peak_machine_gib:6.2f}" for r in row)
         ratios = [(by[(b, name)].seconds / by[(a, name)].seconds) / (b / a) for a, b in zip(sizes, sizes[1:])]
         growth[name] = [round(r, 3) for r in ratios]
         print(f"{name:28s} {cells}" + "".join(f" {r:12.2f}" for r in ratios))

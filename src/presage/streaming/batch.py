@@ -186,16 +186,16 @@ def process(
             checked[source] = check(typed(lines_of(lines, source).withColumn("_row", F.monotonically_increasing_id()),
                                           load_schema(source)), source, parameters).persist()
             cached.append(checked[source])
+        bronze = {source: bronze_rows(frame, source, key) for source, frame in checked.items()}
         # What arrived lands in bronze and the quarantine from a driver thread while this one computes
         # and pushes the activity: the two overlap (both are mostly driver-side planning and log work),
         # and the bronze commit still precedes the derived tables'.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="presage-stream-bronze") as pool:
-            landing = pool.submit(inheritable_thread_target(land_arrivals), lake, lines, arrived, checked, key, stamp,
-                                  query_id, batch_id)
+            landing = pool.submit(inheritable_thread_target(land_arrivals), lake, lines, arrived, checked, bronze, key,
+                                  stamp, query_id, batch_id)
             events = rows = None
             if identity is not None and checked:
-                resolved = {source: attach_person(bronze_rows(frame, source, key), source, settings, identity)
-                            for source, frame in checked.items()}
+                resolved = {source: attach_person(rows, source, settings, identity) for source, rows in bronze.items()}
                 events = activity_events(resolved.get("web_events"), resolved.get("campaign_events")).persist()
                 cached.append(events)
                 # Materialized apart from its plan: a cached plan that reads stream/activity_events would
@@ -222,11 +222,13 @@ def process(
     return outcome
 
 
-def land_arrivals(lake: Lakehouse, lines: DataFrame, arrived: set[str], checked: dict[str, DataFrame], key: bytes,
-                  stamp: list[Column], query_id: str, batch_id: int) -> tuple[int, int]:
-    """Append a batch's good rows to bronze and its rejects (and lines of unknown sources) to the
-    quarantine, each exactly once and skipped when empty (a one-second trigger would otherwise
-    commit every second); returns (bronze rows, quarantined rows)."""
+def land_arrivals(lake: Lakehouse, lines: DataFrame, arrived: set[str], checked: dict[str, DataFrame],
+                  bronze: dict[str, DataFrame], key: bytes, stamp: list[Column], query_id: str,
+                  batch_id: int) -> tuple[int, int]:
+    """Append a batch's good rows (``bronze``, by source) to bronze and its rejects (from
+    ``checked``, and lines of unknown sources) to the quarantine, each exactly once and skipped when
+    empty (a one-second trigger would otherwise commit every second); returns (bronze rows,
+    quarantined rows)."""
     writes: list[tuple[DataFrame, str, str]] = []  # (rows, table, txnAppId)
     bronze_count = quarantined = 0
     if arrived - set(STREAMED):
@@ -239,7 +241,7 @@ def land_arrivals(lake: Lakehouse, lines: DataFrame, arrived: set[str], checked:
         good, bad = counts.get(True, 0), counts.get(False, 0)
         bronze_count, quarantined = bronze_count + good, quarantined + bad
         if good:
-            writes.append((bronze_rows(frame, source, key).select("*", *stamp), lake.bronze(source),
+            writes.append((bronze[source].select("*", *stamp), lake.bronze(source),
                            f"presage-stream-{source}-{query_id}"))
         if bad:
             writes.append((quarantine_rows(frame, source, key).select("*", *stamp), lake.quarantine,
