@@ -18,7 +18,12 @@ four models `presage score` needs), score. Per stage it prints and records:
 - from one size to the next: the time ratio beside the customer ratio (growth <= 1 means no worse
   than linear). Every stage pays one process and JVM start (~10 s), which flatters small sizes.
 
-    PYTHONPATH=src python bench/scale.py [--sizes 100000 1000000] [--days 365] [--root DIR] [--keep]
+    PYTHONPATH=src python bench/scale.py [--sizes 100000 1000000] [--days 365] [--root DIR] [--keep] [--resume]
+
+``--resume`` (with ``--root``) picks a size up where it stopped: each finished stage is recorded in
+``<root>/<customers>/bench-scale.jsonl`` as it ends, and a rerun keeps the lakehouse and skips the
+stages recorded there (the pipeline's jobs are restartable, so a failed or killed stage simply
+runs again). A 1M run takes hours on two cores and may span sessions.
 
 Writes bench/out/scale.json; bench/RESULTS.md records the runs. Numbers, not assertions.
 """
@@ -128,19 +133,19 @@ def run(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, floa
     return time.perf_counter() - started, peak / 2**30, machine / 2**30
 
 
-def stages(customers: int, days: int) -> list[tuple[str, list[str], Path, Callable[[Path], int]]]:
+def stages(customers: int, days: int, config: Path | None = None) -> list[tuple[str, list[str], Path, Callable[[Path], int]]]:
     """(name, command, working directory, rows written as a function of the home)."""
-    presage = str(BIN / "presage")
+    presage = [str(BIN / "presage"), *(["--config", str(config)] if config else [])]
     layer = lambda name: (lambda home: delta_rows(home / name))  # noqa: E731
     return [
-        ("generate", [presage, "generate", "--customers", str(customers), "--days", str(days), "--seed", "7"], ROOT, raw_rows),
-        ("ingest", [presage, "ingest"], ROOT, layer("bronze")),
-        ("build-profiles", [presage, "build-profiles"], ROOT, layer("silver")),
-        ("build-features", [presage, "build-features"], ROOT, layer("gold")),
+        ("generate", [*presage, "generate", "--customers", str(customers), "--days", str(days), "--seed", "7"], ROOT, raw_rows),
+        ("ingest", [*presage, "ingest"], ROOT, layer("bronze")),
+        ("build-profiles", [*presage, "build-profiles"], ROOT, layer("silver")),
+        ("build-features", [*presage, "build-features"], ROOT, layer("gold")),
         ("feast apply", [str(BIN / "feast"), "apply"], ROOT / "feature_repo", lambda home: 0),
-        ("materialize", [presage, "materialize"], ROOT, online_rows),
-        *[(f"train {model}", [presage, "train", "--model", model], ROOT, lambda home: 0) for model in MODELS],
-        ("score", [presage, "score"], ROOT, layer("outputs")),
+        ("materialize", [*presage, "materialize"], ROOT, online_rows),
+        *[(f"train {model}", [*presage, "train", "--model", model], ROOT, lambda home: 0) for model in MODELS],
+        ("score", [*presage, "score"], ROOT, layer("outputs")),
     ]
 
 
@@ -150,23 +155,47 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--root", type=Path, default=None, help="where the lakehouses go (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the lakehouses")
+    parser.add_argument("--profile", default="local", help="spark_conf/ profile of every presage stage (large: 1M customers)")
+    parser.add_argument("--resume", action="store_true", help="skip the stages a size's log records as done (needs --root)")
     args = parser.parse_args()
+    if args.resume and not args.root:
+        parser.error("--resume needs --root (the lakehouses to pick up)")
 
     root = args.root or Path(tempfile.mkdtemp(prefix="presage-bench-scale-"))
+    root.mkdir(parents=True, exist_ok=True)
+    # Every stage keeps a Spark event log, so the slowest can be profiled afterwards (Spark's history
+    # server, or the JSON lines themselves) without rerunning it.
+    events = root / "eventlog"
+    events.mkdir(exist_ok=True)
+    config = root / f"scale-{args.profile}.yaml"
+    config.write_text(f"spark:\n  profile: {args.profile}\n  conf:\n    spark.eventLog.enabled: \"true\"\n"
+                      f"    spark.eventLog.dir: {events}\n    spark.eventLog.compress: \"false\"\n")
     results: list[StageRun] = []
     try:
         for customers in sorted(args.sizes):
             home = root / str(customers)
-            shutil.rmtree(home, ignore_errors=True)
+            home.mkdir(parents=True, exist_ok=True) if args.resume else None
+            log = home / "bench-scale.jsonl"
+            if not args.resume:
+                shutil.rmtree(home, ignore_errors=True)
+            done = {r["stage"]: StageRun(**r) for r in map(json.loads, log.read_text().splitlines())} if log.exists() else {}
             env = {**os.environ, "PRESAGE_HOME": str(home), "MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false"}
-            for name, command, cwd, rows_of in stages(customers, args.days):
-                before = rows_of(home) if home.exists() else 0
-                seconds, peak, machine = run(command, env, cwd)
-                rows = max(rows_of(home) - before, 0)
-                results.append(StageRun(customers, name, round(seconds, 1), round(peak, 2), round(machine, 2), rows,
-                                        round(rows / seconds, 1)))
-                print(f"{customers:>9,d} {name:28s} {seconds:8.1f} s  tree {peak:6.2f} GiB  machine {machine:6.2f} GiB "
-                      f"{rows:>12,d} rows {rows / seconds:>10,.0f} rows/s", flush=True)
+            for name, command, cwd, rows_of in stages(customers, args.days, config):
+                if name in done:
+                    stage_run = done[name]
+                    print(f"{customers:>9,d} {name:28s} recorded by an earlier run", flush=True)
+                else:
+                    before = rows_of(home) if home.exists() else 0
+                    seconds, peak, machine = run(command, env, cwd)
+                    rows = max(rows_of(home) - before, 0)
+                    stage_run = StageRun(customers, name, round(seconds, 1), round(peak, 2), round(machine, 2), rows,
+                                         round(rows / seconds, 1))
+                    with log.open("a") as f:
+                        f.write(json.dumps(asdict(stage_run)) + "\n")
+                results.append(stage_run)
+                print(f"{customers:>9,d} {name:28s} {stage_run.seconds:8.1f} s  tree {stage_run.peak_rss_gib:6.2f} GiB  "
+                      f"machine {stage_run.peak_machine_gib:6.2f} GiB {stage_run.rows:>12,d} rows "
+                      f"{stage_run.rows_per_s:>10,.0f} rows/s", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -50,3 +50,18 @@ def test_cli_reports_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     path.write_text("horizon_dayz: 30\n")
     assert main(["--config", str(path), "where"]) == 2
     assert "horizon_dayz" in capsys.readouterr().err
+
+
+def test_large_profile_is_the_local_profile_resized() -> None:
+    """`spark-submit --properties-file` replaces spark-defaults, so each profile must be complete:
+    the large profile keeps every setting of the local one and changes only sizes."""
+    from presage.session import read_profile
+
+    local, large = read_profile("local"), read_profile("large")
+    sizes = {"spark.driver.memory", "spark.driver.maxResultSize", "spark.sql.shuffle.partitions",
+             "spark.sql.adaptive.advisoryPartitionSizeInBytes"}
+    assert set(local) <= set(large), f"large.conf lacks {sorted(set(local) - set(large))}"
+    differing = {key for key in local if local[key] != large[key]}
+    assert differing <= sizes, f"large.conf changes more than sizes: {sorted(differing - sizes)}"
+    assert set(large) - set(local) <= sizes
+    assert int(large["spark.sql.shuffle.partitions"]) > int(local["spark.sql.shuffle.partitions"])
