@@ -45,7 +45,10 @@ def stages(path: Path) -> list[dict]:
     task_ms: dict[tuple[int, int], int] = defaultdict(int)
     for line in lines(path):
         if line.strip():
-            event = json.loads(line)
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:  # the half-written last line of a running application's log
+                break
             kind = event["Event"]
             if kind == "SparkListenerTaskEnd":
                 metrics = event.get("Task Metrics") or {}
