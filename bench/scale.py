@@ -19,6 +19,7 @@ four models `presage score` needs), score. Per stage it prints and records:
   than linear). Every stage pays one process and JVM start (~10 s), which flatters small sizes.
 
     PYTHONPATH=src python bench/scale.py [--sizes 100000 1000000] [--days 365] [--root DIR] [--keep] [--resume]
+                                  [--profile large]
 
 ``--resume`` (with ``--root``) picks a size up where it stopped: each finished stage is recorded in
 ``<root>/<customers>/bench-scale.jsonl`` as it ends, and a rerun keeps the lakehouse and skips the
@@ -45,6 +46,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
+import yaml
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
@@ -168,24 +170,22 @@ def main() -> int:
     events = root / "eventlog"
     events.mkdir(exist_ok=True)
     config = root / f"scale-{args.profile}.yaml"
-    config.write_text(f"spark:\n  profile: {args.profile}\n  conf:\n    spark.eventLog.enabled: \"true\"\n"
-                      f"    spark.eventLog.dir: {events}\n    spark.eventLog.compress: \"false\"\n")
+    conf = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": str(events), "spark.eventLog.compress": "false"}
+    config.write_text(yaml.safe_dump({"spark": {"profile": args.profile, "conf": conf}}))
     results: list[StageRun] = []
     try:
         for customers in sorted(args.sizes):
             home = root / str(customers)
-            home.mkdir(parents=True, exist_ok=True) if args.resume else None
-            log = home / "bench-scale.jsonl"
             if not args.resume:
                 shutil.rmtree(home, ignore_errors=True)
+            home.mkdir(parents=True, exist_ok=True)
+            log = home / "bench-scale.jsonl"
             done = {r["stage"]: StageRun(**r) for r in map(json.loads, log.read_text().splitlines())} if log.exists() else {}
             env = {**os.environ, "PRESAGE_HOME": str(home), "MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false"}
             for name, command, cwd, rows_of in stages(customers, args.days, config):
-                if name in done:
-                    stage_run = done[name]
-                    print(f"{customers:>9,d} {name:28s} recorded by an earlier run", flush=True)
-                else:
-                    before = rows_of(home) if home.exists() else 0
+                stage_run = done.get(name)
+                if stage_run is None:
+                    before = rows_of(home)
                     seconds, peak, machine = run(command, env, cwd)
                     rows = max(rows_of(home) - before, 0)
                     stage_run = StageRun(customers, name, round(seconds, 1), round(peak, 2), round(machine, 2), rows,
@@ -195,7 +195,7 @@ def main() -> int:
                 results.append(stage_run)
                 print(f"{customers:>9,d} {name:28s} {stage_run.seconds:8.1f} s  tree {stage_run.peak_rss_gib:6.2f} GiB  "
                       f"machine {stage_run.peak_machine_gib:6.2f} GiB {stage_run.rows:>12,d} rows "
-                      f"{stage_run.rows_per_s:>10,.0f} rows/s", flush=True)
+                      f"{stage_run.rows_per_s:>10,.0f} rows/s" + ("  (an earlier run)" if name in done else ""), flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
