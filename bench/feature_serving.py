@@ -8,9 +8,10 @@ in a temporary Feast repository, with a redis-server started on 127.0.0.1:
   redis-server alone: the same commands pre-encoded and replayed from one connection on
   --ceiling-rows rows (what Redis itself executes per second for Feast's layout: the ceiling);
 - one customer x 50 features, warm, sequential, --requests lookups with random customers: p50/p99 of
-  the SDK on SQLite, the SDK on Redis and `feast serve` over one keep-alive HTTP connection (an
-  explicit feature list, then the feature service), each beside raw redis-py HMGET of the same key
-  and fields (the floor).
+  the SDK on Redis and `feast serve` over one keep-alive HTTP connection (an explicit feature list,
+  then the feature service), among the --rows persons in Redis, each beside raw redis-py HMGET of
+  the same key and fields (the floor); and of the SDK on SQLite, among the --reference-rows persons
+  materialized there.
 
     python bench/feature_serving.py [--rows 500000] [--reference-rows 20000] [--requests 2000]
                                     [--ceiling-rows 100000]
@@ -136,7 +137,7 @@ def view(name, path):
                            date_partition_column="snapshot_date"))
 big = view("big", "{folder}/big")
 ref = view("ref", "{folder}/ref")
-lookup = FeatureService(name="lookup", features=[ref])
+lookup = FeatureService(name="lookup", features=[big])
 """)
     subprocess.run([str(Path(sys.executable).parent / "feast"), "apply", "--skip-source-validation"], cwd=repo,
                    check=True, capture_output=True)
@@ -194,17 +195,21 @@ def main() -> int:
 
         sqlite_store = FeatureStore(repo_path=str(sqlite_repo))
         materialize(spark, sqlite_store, views=["ref"])
-        ids = [f"C{i:07d}" for i in range(args.reference_rows)]
         rng = random.Random(7)
-        pick = [rng.choice(ids) for _ in range(args.requests + 200)]
-        refs = [f"ref:{f}" for f in FEATURES]
-        fields = [field_hash("ref", f) for f in FEATURES] + [b"_ts:ref"]
-        keys = {c: entity_key("customer_id", c, "bench") for c in ids}
-        assert client.hmget(keys[ids[0]], fields)[0] is not None, "reference rows are not in Redis"
+        # Redis (and `feast serve` over it) holds the --rows persons: random ones among all of them.
+        pick = [f"C{rng.randrange(args.rows):07d}" for _ in range(args.requests + 200)]
+        refs = [f"big:{f}" for f in FEATURES]
+        fields = [field_hash("big", f) for f in FEATURES] + [b"_ts:big"]
+        keys = {c: entity_key("customer_id", c, "bench") for c in set(pick)}
+        assert client.hmget(keys[pick[0]], fields)[0] is not None, "the bench rows are not in Redis"
+        # SQLite holds the --reference-rows persons only: --rows of them would keep its single writer for minutes.
+        sqlite_pick = [f"C{rng.randrange(args.reference_rows):07d}" for _ in range(args.requests + 200)]
+        sqlite_refs = [f"ref:{f}" for f in FEATURES]
         lookups = {
             "raw redis-py HMGET (floor)": _timed(lambda i: client.hmget(keys[pick[i]], fields), args.requests),
             "SDK on Redis": _timed(lambda i: redis_store.get_online_features(features=refs, entity_rows=[{"customer_id": pick[i]}]), args.requests),
-            "SDK on SQLite": _timed(lambda i: sqlite_store.get_online_features(features=refs, entity_rows=[{"customer_id": pick[i]}]), args.requests),
+            "SDK on SQLite": _timed(lambda i: sqlite_store.get_online_features(features=sqlite_refs, entity_rows=[{"customer_id": sqlite_pick[i]}]),
+                                    args.requests),
         }
         http_port = _port()
         server = subprocess.Popen([str(Path(sys.executable).parent / "feast"), "serve", "--host", "127.0.0.1", "--port", str(http_port), *SERVE_FLAGS],
