@@ -8,6 +8,7 @@ import json
 import math
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -126,6 +127,10 @@ def test_sqlite_online_store_serves_the_latest_snapshot(spark, settings: Setting
     _assert_online_equals_latest(spark, store, lake_home)
     intervals = store.get_feature_view("customer_behaviour").materialization_intervals
     assert intervals and intervals[-1][1] == results[0].snapshot
+    # Written in primary-key order, so that SQLite's B-tree fills page after page (materialize.py).
+    with sqlite3.connect(store.config.online_store.path) as db:
+        keys = [row[0] for row in db.execute("SELECT entity_key FROM presage_customer_behaviour ORDER BY rowid")]
+    assert len(keys) > 1000 and keys == sorted(keys)
 
 
 @pytest.fixture(scope="session")
