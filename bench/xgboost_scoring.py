@@ -76,7 +76,7 @@ def main() -> int:
     partitions = args.partitions or cores
     rows = spark.createDataFrame(frame).repartition(partitions).cache()
     rows.count()
-    scored = score_persons(rows, {PURCHASE: champion}, (), 0, [])
+    scored = score_persons(rows, {PURCHASE: champion}, (), [])
 
     native_booster = xgb.Booster(model_file=bytearray(champion.booster_raw))
     native_booster.set_param({"nthread": cores})

@@ -216,7 +216,7 @@ def _backtest_leads(spark, settings, home: str) -> None:
 
     models = {goal: champions.load(settings, goal) for goal in (PURCHASE, CHURN, SPEND)}
     rows = reference.snapshot_rows(reference.gold(spark, Lakehouse.of(settings)), BACKTEST_SNAPSHOT)
-    scores = score_persons(rows, models, (), 0, [])
+    scores = score_persons(rows, models, (), [])
     leads = f"{home}/outputs/lead_priority"
     template = _delta(spark, leads)
     newest = template.agg(F.max("score_date")).first()[0]

@@ -85,7 +85,11 @@ def test_every_table_is_written_and_readable_without_spark(spark, scored, settin
     assert 0.09 <= hot <= 0.2, hot
     assert set(leads["next_best_action"].unique()) <= {"do_not_contact", "retention_offer", "contact_now",
                                                        "upsell_cross_sell", "nurture"}
-    assert leads["reasons"].list.len().min() >= 1
+    # Reasons for the tiers a campaign contacts (leads.explain_tiers: hot and warm), null for the rest.
+    explained = leads["tier"].is_in(["hot", "warm"])
+    assert 0 < explained.sum() < persons
+    assert leads.filter(explained)["reasons"].list.len().min() >= 1
+    assert leads.filter(~explained)["reasons"].null_count() == persons - explained.sum()
     assert _read(spark, settings_s, "lead_priority", scored.score_date).select("model_versions").first()[0] == scored.models
 
 
@@ -194,7 +198,11 @@ def test_online_score_equals_the_batch_score(spark, scored, settings_s, tmp_path
             for field in ("tier", "next_best_action", "best_channel", "best_send_hour", "best_send_weekday"):
                 batch = getattr(row, field)
                 assert online[field] == (None if batch is None or batch != batch else batch), (row.customer_id, field)
-            assert online["reasons"] == list(row.reasons)
+            # serve explains anyone; batch only the tiers in leads.explain_tiers (hot and warm).
+            if row.tier == "cold":
+                assert row.reasons is None and online["reasons"], row.customer_id
+            else:
+                assert online["reasons"] == list(row.reasons), row.customer_id
         status, unknown = _get(f"{url}/score/nobody-{port}")
         assert status == 404 and "nobody" in unknown["detail"]
     finally:

@@ -184,6 +184,11 @@ class LeadSettings(_Strict):
         0.5, gt=0, lt=1, description="churn risk from which a valuable customer gets a retention offer"
     )
     reasons: int = Field(3, ge=1, le=10, description="top reasons in words per person")
+    explain_tiers: list[Literal["hot", "warm", "cold"]] = Field(
+        ["hot", "warm"], min_length=1,
+        description="tiers whose reasons batch scoring writes: exact SHAP is most of its cost, and "
+                    "`presage serve` explains anyone on request",
+    )
 
 
 class BudgetSettings(_Strict):

@@ -18,7 +18,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -28,8 +28,24 @@ from presage.featurestore.store import open_store
 from presage.featurestore.training import training_set
 from presage.lakehouse import Lakehouse
 from presage.scoring import anomalies, budget, champions, recommend, segments
-from presage.scoring.leads import DECISION_INPUTS, GENERAL_CONSENT, Thresholds, consent_column, decide
-from presage.scoring.predict import CHURN, GOALS, PURCHASE, REASONS, SPEND, response_column, score_persons
+from presage.scoring.champions import Champion
+from presage.scoring.leads import (
+    DECISION_INPUTS,
+    GENERAL_CONSENT,
+    Thresholds,
+    consent_column,
+    decide,
+)
+from presage.scoring.predict import (
+    CHURN,
+    GOALS,
+    PURCHASE,
+    REASONS,
+    SPEND,
+    explain_persons,
+    response_column,
+    score_persons,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +94,17 @@ def _thresholds(scored: DataFrame, ranked: DataFrame, n: int, hot_share: float, 
                       send_hour=int(hour["h"]) if hour else 10, send_weekday=int(weekday["d"]) if weekday else 1)
 
 
-def _leads(scored: DataFrame, ranked: DataFrame, n: int, thresholds: Thresholds, settings: Settings,
-           score_date: dt.date) -> DataFrame:
+def _tier(thresholds: Thresholds) -> Column:
+    """The tier :func:`decide` gives, in Spark SQL."""
+    return (F.when(F.col(PURCHASE) >= F.lit(thresholds.hot), "hot")
+            .when(F.col(PURCHASE) >= F.lit(thresholds.warm), "warm").otherwise("cold"))
+
+
+def _leads(scored: DataFrame, ranked: DataFrame, n: int, thresholds: Thresholds, champion: Champion,
+           settings: Settings, score_date: dt.date) -> DataFrame:
     """lead_priority: ranked by purchase propensity (then expected spend), decided in pandas by
-    :func:`decide`, the function ``presage serve`` also runs."""
+    :func:`decide`, the function ``presage serve`` also runs; the reasons of the persons in
+    ``leads.explain_tiers`` (null for the others)."""
     channels, leads = settings.channels, settings.scoring.leads
     decided = T.StructType([
         T.StructField(ENTITY, T.StringType()), T.StructField("tier", T.StringType()),
@@ -95,10 +118,14 @@ def _leads(scored: DataFrame, ranked: DataFrame, n: int, thresholds: Thresholds,
         for batch in batches:
             yield decide(batch, thresholds, channels, leads).assign(**{ENTITY: batch[ENTITY].to_numpy()})[decided.fieldNames()]
 
-    decisions = scored.mapInPandas(kernel, decided)
+    inputs = [ENTITY, PURCHASE, CHURN, *DECISION_INPUTS, *(response_column(c) for c in CHANNELS if c in channels)]
+    decisions = scored.select(*dict.fromkeys(inputs)).mapInPandas(kernel, decided)
+    to_explain = scored.where(_tier(thresholds).isin(leads.explain_tiers)).select(ENTITY, *champion.spec.features)
+    explained = explain_persons(to_explain, champion, leads.reasons)
     responses = F.create_map(*[item for c in CHANNELS if c in channels for item in (F.lit(c), F.col(response_column(c)))])
     return (
         scored.join(ranked.select(ENTITY, "priority_rank"), ENTITY).join(decisions, ENTITY)
+        .join(explained, ENTITY, "left")
         .select(
             ENTITY, F.lit(score_date).alias(SCORE_DATE), PURCHASE, CHURN, SPEND,
             (F.col(CHURN) * F.coalesce(F.col("revenue_365d"), F.lit(0.0))).alias("value_at_risk"),
@@ -135,9 +162,10 @@ def run(spark: SparkSession, settings: Settings, as_of: dt.date | None = None) -
                      .where(F.col(TIMESTAMP) == F.lit(snapshot)))
     rows = training_set(open_store(settings), snapshot_rows.select(ENTITY, TIMESTAMP), models[PURCHASE].spec.service)
     channels = tuple(c for c in CHANNELS if c in settings.channels)
-    keep = list(dict.fromkeys([TIMESTAMP, *DECISION_INPUTS]))
+    # The purchase model's features stay beside the scores: its reasons are computed after ranking.
+    keep = list(dict.fromkeys([TIMESTAMP, *DECISION_INPUTS, *models[PURCHASE].spec.features]))
     version_map = F.create_map(*[item for goal, v in versions.items() for item in (F.lit(goal), F.lit(v))])
-    scored = (score_persons(rows, models, channels, settings.scoring.leads.reasons, keep)
+    scored = (score_persons(rows, models, channels, keep)
               .withColumnRenamed(TIMESTAMP, "feature_snapshot").withColumn("model_versions", version_map)
               .persist())
     result = ScoreResult(score_date, snapshot, versions)
@@ -147,7 +175,7 @@ def run(spark: SparkSession, settings: Settings, as_of: dt.date | None = None) -
         if n == 0:
             raise ValueError("no persons to score in the feature snapshot")
         thresholds = _thresholds(scored, ranked, n, settings.scoring.leads.hot_share, settings.scoring.leads.warm_share)
-        leads = _leads(scored, ranked, n, thresholds, settings, score_date)
+        leads = _leads(scored, ranked, n, thresholds, models[PURCHASE], settings, score_date)
         result.rows["lead_priority"] = _write(leads, lake.output("lead_priority"), score_date)
         result.rows["score_thresholds"] = _write(
             _dated(spark.createDataFrame([thresholds.as_row()]), score_date), lake.output("score_thresholds"), score_date)

@@ -62,11 +62,16 @@ def score_table(table: pa.Table | pa.RecordBatch, models: Mapping[str, tuple[xgb
             matrix[:, position] = encode_arrow(pa.table({CHANNEL: [channel]}), channel_only)[0, 0]
             out[response_column(channel)] = predict(booster, matrix)
     if top_reasons:
-        booster, spec = models[PURCHASE]
-        inputs = table.select(list(spec.features)).to_pandas()
-        explained = reasons(booster, spec, inputs, top_reasons) if table.num_rows else []
-        out[REASONS] = [[r["text"] for r in row] for row in explained]
+        out[REASONS] = reason_texts(*models[PURCHASE], table, top_reasons)
     return out
+
+
+def reason_texts(booster: xgb.Booster, spec: ModelSpec, table: pa.Table | pa.RecordBatch, top: int) -> list[list[str]]:
+    """The model's ``top`` reasons in words for each row (exact Tree SHAP: most of scoring's cost)."""
+    if not table.num_rows:
+        return []
+    explained = reasons(booster, spec, table.select(list(spec.features)).to_pandas(), top)
+    return [[r["text"] for r in row] for row in explained]
 
 
 def boosters(champions: Mapping[str, Champion], threads: int = 1) -> dict[str, tuple[xgb.Booster, ModelSpec]]:
@@ -75,27 +80,37 @@ def boosters(champions: Mapping[str, Champion], threads: int = 1) -> dict[str, t
 
 
 def score_persons(rows: DataFrame, champions: Mapping[str, Champion], channels: tuple[str, ...],
-                  top_reasons: int, keep: list[str]) -> DataFrame:
-    """Spark: ``rows`` (customer_id and the models' features) -> customer_id, ``keep`` columns, the
-    scores of ``champions`` and (``top_reasons`` > 0) the purchase model's reasons.
+                  keep: list[str]) -> DataFrame:
+    """Spark: ``rows`` (customer_id and the models' features) -> customer_id, ``keep`` columns and
+    the scores of ``champions``, without reasons (:func:`explain_persons` adds them where wanted).
 
     Each task scores with one thread (a Spark task owns one core); boosters travel as bytes inside
     the closure, not through the driver per row.
     """
     scores = score_columns(champions, channels)
     fields = [rows.schema[ENTITY], *(rows.schema[c] for c in keep)] + [T.StructField(c, T.DoubleType()) for c in scores]
-    if top_reasons:
-        fields.append(T.StructField(REASONS, T.ArrayType(T.StringType())))
     schema = T.StructType(fields)
 
     def kernel(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         models = boosters(champions)
         passed = [ENTITY, *keep]
         for batch in batches:
-            scored = score_table(batch, models, channels, top_reasons)
+            scored = score_table(batch, models, channels, 0)
             arrays = [batch.column(c) for c in passed] + [pa.array(scored[c], pa.float64()) for c in scores]
-            if top_reasons:
-                arrays.append(pa.array(scored[REASONS], pa.list_(pa.string())))
             yield pa.RecordBatch.from_arrays(arrays, names=schema.names)
+
+    return rows.mapInArrow(kernel, schema)
+
+
+def explain_persons(rows: DataFrame, champion: Champion, top_reasons: int) -> DataFrame:
+    """Spark: ``rows`` (customer_id and the champion's features) -> customer_id, reasons: the
+    champion's ``top_reasons`` reasons in words, one thread per task as in :func:`score_persons`."""
+    schema = T.StructType([rows.schema[ENTITY], T.StructField(REASONS, T.ArrayType(T.StringType()))])
+
+    def kernel(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        booster = champion.booster()
+        for batch in batches:
+            texts = pa.array(reason_texts(booster, champion.spec, batch, top_reasons), pa.list_(pa.string()))
+            yield pa.RecordBatch.from_arrays([batch.column(ENTITY), texts], names=schema.names)
 
     return rows.mapInArrow(kernel, schema)
