@@ -47,6 +47,31 @@ def applied(gold, lake_home: str) -> Path:
     return Path(lake_home) / "feast" / "registry.db"
 
 
+def test_key_order_is_the_byte_order_of_feasts_serialized_key(spark) -> None:
+    """Long (>= 256 bytes, where the little-endian length's bytes disagree with its value) and
+    non-ASCII ids included: Spark's sort by key_order equals Python's sort of Feast's bytes."""
+    from feast import Entity, FeatureView, Field
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+    from feast.types import Float64, String
+
+    from presage.featurestore.materialize import key_order
+
+    ids = ["b", "a", "ab", "é", "z" * 255, "a" * 256, "b" * 257, "y" * 300, "C0000012", "P0F3A9"] + [
+        f"P{k * 7919 % 1000:03d}" for k in range(40)]
+    view = FeatureView(name="v", entities=[Entity(name="c", join_keys=[ENTITY])], ttl=dt.timedelta(days=1),
+                       schema=[Field(name=ENTITY, dtype=String), Field(name="x", dtype=Float64)])
+    frame = spark.createDataFrame([(i,) for i in ids], [ENTITY])
+    ordered = [row[0] for row in frame.orderBy(*key_order(view, 3)).collect()]
+
+    def key(customer: str) -> bytes:
+        return serialize_entity_key(EntityKey(join_keys=[ENTITY], entity_values=[Value(string_val=customer)]), 3)
+
+    assert ordered == sorted(ids, key=key)
+    assert ordered != sorted(ids)  # the length's bytes come first: not the plain string order
+
+
 @pytest.fixture(scope="session")
 def redis_port(tmp_path_factory: pytest.TempPathFactory):
     """A real redis-server on 127.0.0.1 for the session."""
