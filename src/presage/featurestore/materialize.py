@@ -26,13 +26,13 @@ from feast import FeatureStore, FeatureView
 from feast.infra.common.serde import SerializedArtifacts
 from feast.infra.compute_engines.spark.utils import map_in_arrow
 from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
-from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
 from feast.infra.online_stores.redis import (
     RedisOnlineStore,
     RedisOnlineStoreConfig,
     RedisType,
     _versioned_fv_name,
 )
+from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
 from feast.table_format import DeltaFormat
 from feast.types import Float64, Int64, String
 from pyspark.sql import Column, DataFrame, SparkSession
