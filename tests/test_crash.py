@@ -1,9 +1,10 @@
 """Crash safety: writing jobs SIGKILLed mid-write, then rerun, leave the tables of a clean run.
 
 One tiny generated lakehouse is copied twice. On the first copy ``ingest``, ``build-profiles`` and
-``build-features`` run once each; on the second each job runs as ``python -m presage.cli`` and is
-killed (the whole process tree, JVM included, with SIGKILL) at points found by watching the
-filesystem, then rerun, sometimes killed again during its own restart, and finally run to the end.
+``build-features`` run once each, in the test's session, while on the second each job runs as
+``python -m presage.cli`` and is killed (the whole process tree, JVM included, with SIGKILL) at
+points found by watching the filesystem, then rerun, sometimes killed again during its own
+restart, and finally run to the end.
 Then every Delta table of the two copies must hold the same rows (as multisets).
 
 Left out of the comparison, because they differ between two runs by design:
@@ -203,35 +204,54 @@ KILLS = {
 }
 
 
-def test_killed_jobs_rerun_to_the_tables_of_a_clean_run(spark, tiny_raw: Path, tmp_path: Path) -> None:
-    clean, crashed = Lakes(tmp_path / "clean", tmp_path), Lakes(tmp_path / "crashed", tmp_path)
-    for lakes in (clean, crashed):
-        shutil.copytree(tiny_raw, lakes.home)
+def _clean_run(spark: SparkSession, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference: the three jobs run once each, in this session (a warm JVM: the same code the
+    CLI calls, without three more JVM start-ups beside the killed jobs)."""
+    from presage.config import Settings
+    from presage.features.job import build_features
+    from presage.ingest.job import run as ingest
+    from presage.lakehouse import Lakehouse
+    from presage.profiles.job import build_silver
+
+    with monkeypatch.context() as env:
+        env.setenv("PRESAGE_HOME", str(home))
+        env.setenv("PRESAGE_HMAC_KEY", KEY)
+        settings = Settings(spark={"profile": "test"})
+        lake = Lakehouse.of(settings)
+        ingest(spark, settings)
+        build_silver(spark, settings, lake)
+        build_features(spark, settings, lake)
+
+
+def test_killed_jobs_rerun_to_the_tables_of_a_clean_run(spark, tiny_raw: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    clean, crashed = tmp_path / "clean", Lakes(tmp_path / "crashed", tmp_path)
+    for home in (clean, crashed.home):
+        shutil.copytree(tiny_raw, home)
 
     failures: list[BaseException] = []
 
-    def clean_run() -> None:
+    def crash_and_rerun() -> None:
         try:
-            for job in KILLS:
-                clean.run(job)
+            for job, points in KILLS.items():
+                for point in points:
+                    crashed.run(job, kill=point)
+                crashed.run(job)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread below
             failures.append(exc)
 
-    reference = threading.Thread(target=clean_run)
-    reference.start()
+    killer = threading.Thread(target=crash_and_rerun)
+    killer.start()
     try:
-        for job, points in KILLS.items():
-            for point in points:
-                crashed.run(job, kill=point)
-            crashed.run(job)
+        _clean_run(spark, clean, monkeypatch)
     finally:
-        reference.join()
+        killer.join()
     if failures:
         raise failures[0]
 
-    assert _tables(crashed.home) == _tables(clean.home)
-    assert len(_tables(clean.home)) >= 20
-    assert _differences(spark, clean.home, crashed.home) == {}
+    assert _tables(crashed.home) == _tables(clean)
+    assert len(_tables(clean)) >= 20
+    assert _differences(spark, clean, crashed.home) == {}
     # The killed write's files are still on disk, outside the table (VACUUM removes them later).
     gold = crashed.home / ATTRIBUTES
     referenced = {f.rsplit("/", 1)[-1] for f in spark.read.format("delta").load(str(gold)).inputFiles()}
