@@ -76,6 +76,9 @@ def hand_made(spark) -> dict[str, dict]:
         _campaign("E6", "2026-01-15T09:01:00", "deliver", "email"),
         _campaign("E7", "2026-01-12T09:00:00", "send", "sms"),
         _campaign("E8", "2026-01-12T19:00:00", "conversion", "sms"),
+        _campaign("E9", "2026-01-13T09:00:00", "bounce", "push"),
+        _campaign("E10", "2026-01-20T09:00:00", "unsubscribe", "email"),
+        _campaign("E11", "2026-01-20T09:00:00", "send", "fax"),  # not a channel of the catalog: counted nowhere
     ])
     markers = spark.createDataFrame(
         [("P1", (dt.date(2026, 1, 15) - EPOCH).days, (dt.date(2025, 12, 1) - EPOCH).days),
@@ -115,10 +118,11 @@ def test_channel_engagement_and_send_time(hand_made: dict) -> None:
     # No deliveries reported for SMS: rates are per send.
     assert f["sms_sends_90d"] == 1 and f["sms_open_rate_90d"] == 0.0 and f["sms_conversion_rate_365d"] == 1.0
     assert f["display_sends_90d"] == 0 and f["display_open_rate_90d"] is None
-    assert f["campaign_sends_30d"] == 3
+    assert (f["campaign_sends_30d"], f["bounces_365d"], f["unsubscribes_total"]) == (3, 1, 1)
     assert f["preferred_send_hour"] == 19.0 and f["send_time_confidence"] > 0.99
     early = hand_made["2026-01-15"]
     assert early["email_sends_90d"] == 1  # the second send is on the snapshot day
+    assert (early["campaign_sends_30d"], early["bounces_365d"], early["unsubscribes_total"]) == (2, 1, 0)
 
 
 def test_bgnbd_recovers_the_parameters_it_simulated() -> None:
