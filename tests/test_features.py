@@ -144,6 +144,8 @@ def test_bgnbd_recovers_the_parameters_it_simulated() -> None:
                 break
     T = np.full(n, horizon)
     fitted = btyd.fit(x, t_x, T, np.ones(n))
+    shuffled = rng.permutation(n)  # Spark's groupBy returns the points in any order: same fit
+    assert btyd.fit(x[shuffled], t_x[shuffled], T[shuffled], np.ones(n)) == fitted
     assert fitted.r == pytest.approx(true.r, rel=0.15) and fitted.alpha == pytest.approx(true.alpha, rel=0.2)
     assert fitted.a == pytest.approx(true.a, rel=0.3) and fitted.b == pytest.approx(true.b, rel=0.3)
     # Expected purchases: a customer who bought often and recently beats one who stopped long ago.
