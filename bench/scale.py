@@ -32,6 +32,7 @@ Writes bench/out/scale.json; bench/RESULTS.md records the runs. Numbers, not ass
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -46,8 +47,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
-import yaml
 import pyarrow.parquet as pq
+import yaml
 from deltalake import DeltaTable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,9 +68,14 @@ class StageRun:
 
 
 def delta_rows(folder: Path) -> int:
-    """Rows of the current versions of every Delta table under ``folder`` (from their logs)."""
+    """Rows of the current versions of every Delta table under ``folder`` (from their logs).
+
+    A log without a commit (a write killed before its first one, which ``--resume`` reruns) holds no rows.
+    """
     total = 0
     for log in folder.rglob("_delta_log"):
+        if not any(log.glob("*.json")) and not any(log.glob("*.checkpoint.parquet")):
+            continue
         actions = DeltaTable(str(log.parent)).get_add_actions(flatten=True)
         total += sum(v for v in actions.column("num_records").to_pylist() if v is not None)
     return total
@@ -138,7 +144,7 @@ def run(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, floa
 def stages(customers: int, days: int, config: Path | None = None) -> list[tuple[str, list[str], Path, Callable[[Path], int]]]:
     """(name, command, working directory, rows written as a function of the home)."""
     presage = [str(BIN / "presage"), *(["--config", str(config)] if config else [])]
-    layer = lambda name: (lambda home: delta_rows(home / name))  # noqa: E731
+    layer = lambda name: (lambda home: delta_rows(home / name))
     return [
         ("generate", [*presage, "generate", "--customers", str(customers), "--days", str(days), "--seed", "7"], ROOT, raw_rows),
         ("ingest", [*presage, "ingest"], ROOT, layer("bronze")),
@@ -202,13 +208,13 @@ def main() -> int:
 
     sizes = sorted(args.sizes)
     print(f"\n{'stage':28s} " + " ".join(f"{f'{n:,d} s':>12s} {'GiB':>6s} {'mach.':>6s}" for n in sizes)
-          + "".join(f" {f'x{b // a} growth':>12s}" for a, b in zip(sizes, sizes[1:])))
+          + "".join(f" {f'x{b // a} growth':>12s}" for a, b in itertools.pairwise(sizes)))
     by = {(r.customers, r.stage): r for r in results}
     growth: dict[str, list[float]] = {}
     for name, *_ in stages(0, 0):
         row = [by[(n, name)] for n in sizes]
         cells = " ".join(f"{r.seconds:12.1f} {r.peak_rss_gib:6.2f} {r.peak_machine_gib:6.2f}" for r in row)
-        ratios = [(by[(b, name)].seconds / by[(a, name)].seconds) / (b / a) for a, b in zip(sizes, sizes[1:])]
+        ratios = [(by[(b, name)].seconds / by[(a, name)].seconds) / (b / a) for a, b in itertools.pairwise(sizes)]
         growth[name] = [round(r, 3) for r in ratios]
         print(f"{name:28s} {cells}" + "".join(f" {r:12.2f}" for r in ratios))
     total = {n: sum(r.seconds for r in results if r.customers == n) for n in sizes}
