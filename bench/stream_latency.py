@@ -2,7 +2,10 @@
 ``presage stream``, beside a bare Structured Streaming query on the same files.
 
 A generated lakehouse (--customers, 120 days) is built in-process through gold and ``feast apply``
-(the identity map and snapshot the stream needs). Then, in the project's ``local`` session:
+(the identity map and snapshot the stream needs), or --home names one built already (the 1M
+lakehouse of ``bench/scale.py``: the stream then resolves, bootstraps and pushes against that size;
+the bench's events stay in it: bronze, the stream's tables and the online store). Then, in the
+project's session (``spark.profile`` of the configuration, ``local`` by default):
 
 - latency: --drops files of 3 web events (one person each, a cart among them) land one at a time
   while ``presage stream`` runs with a 1 s trigger; each is timed from its rename into the landing
@@ -13,6 +16,7 @@ A generated lakehouse (--customers, 120 days) is built in-process through gold a
   quarantine, identity, activity or online store): what Spark itself sustains here.
 
     PYTHONPATH=src python bench/stream_latency.py [--customers 2000] [--drops 40] [--backlog 200000]
+                                                  [--home DIR [--config FILE]]
 
 Prints a table and writes bench/out/stream_latency.json. Numbers, not assertions.
 """
@@ -57,14 +61,18 @@ def main() -> int:
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--drops", type=int, default=40)
     parser.add_argument("--backlog", type=int, default=200_000)
+    parser.add_argument("--home", type=Path, default=None,
+                        help="a lakehouse built through `feast apply` (default: build one of --customers)")
+    parser.add_argument("--config", type=Path, default=None, help="presage configuration (e.g. the large profile)")
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="presage-bench-stream-"))
+    scratch = Path(tempfile.mkdtemp(prefix="presage-bench-stream-"))
+    home = args.home.resolve() if args.home else scratch
     os.environ["PRESAGE_HOME"] = str(home)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     from pyspark.sql import functions as F
 
-    from presage.config import Settings
+    from presage.config import load_settings
     from presage.features.catalog import ENTITY
     from presage.features.job import build_features
     from presage.featurestore.store import open_store
@@ -77,21 +85,22 @@ def main() -> int:
     from presage.session import get_spark
     from presage.streaming.job import start
 
-    settings = Settings()
+    settings = load_settings(args.config)
     spark = get_spark("presage-bench-stream", settings)
     lake = Lakehouse.of(settings)
     try:
-        started = time.perf_counter()
-        generate(spark, GenParams(customers=args.customers, days=120, seed=3), lake)
-        ingest(spark, settings)
-        build_silver(spark, settings, lake)
-        build_features(spark, settings, lake)
-        applied = subprocess.run([str(Path(sys.executable).parent / "feast"), "apply"], cwd=ROOT / "feature_repo",
-                                 capture_output=True, text=True, env={**os.environ, "PRESAGE_HOME": str(home)})
-        if applied.returncode:
-            print(applied.stderr[-2000:], file=sys.stderr)
-            return 1
-        print(f"lakehouse of {args.customers:,d} customers built in {time.perf_counter() - started:.0f} s", flush=True)
+        if args.home is None:
+            started = time.perf_counter()
+            generate(spark, GenParams(customers=args.customers, days=120, seed=3), lake)
+            ingest(spark, settings)
+            build_silver(spark, settings, lake)
+            build_features(spark, settings, lake)
+            applied = subprocess.run([str(Path(sys.executable).parent / "feast"), "apply"], cwd=ROOT / "feature_repo",
+                                     check=False, capture_output=True, text=True, env={**os.environ, "PRESAGE_HOME": str(home)})
+            if applied.returncode:
+                print(applied.stderr[-2000:], file=sys.stderr)
+                return 1
+            print(f"lakehouse of {args.customers:,d} customers built in {time.perf_counter() - started:.0f} s", flush=True)
         ids = (spark.read.format("delta").load(lake.silver("identity_map"))
                .where((F.col("kind") == "customer_id") & F.col("person_id").isNotNull() & ~F.col("is_shared"))
                .select("value", "person_id").collect())
@@ -110,7 +119,7 @@ def main() -> int:
                 customer = rng.choice(customers)
                 entity = [{ENTITY: persons[customer]}]
 
-                def carts() -> int:
+                def carts(entity: list[dict[str, str]] = entity) -> int:
                     return store.get_online_features(features=service, entity_rows=entity).to_dict()["carts_24h"][0] or 0
 
                 seen = carts()
@@ -132,7 +141,7 @@ def main() -> int:
             lines = [_event(rng.choice(customers), rng.choice(("page_view", "product_view", "search", "add_to_cart")),
                             now - dt.timedelta(seconds=rng.randrange(3600))) for _ in range(per_file)]
             files.append(lines)
-        reference_in = home / "reference_in"
+        reference_in = scratch / "reference_in"
         for lines in files:
             _land(reference_in, lines)
         t0 = time.perf_counter()
@@ -145,17 +154,18 @@ def main() -> int:
         t0 = time.perf_counter()
         (spark.readStream.format("text").load(str(reference_in))
          .select(F.from_json("value", schema).alias("e")).select("e.*")
-         .writeStream.format("delta").option("checkpointLocation", str(home / "reference_checkpoint"))
-         .trigger(availableNow=True).start(str(home / "reference_out")).awaitTermination())
+         .writeStream.format("delta").option("checkpointLocation", str(scratch / "reference_checkpoint"))
+         .trigger(availableNow=True).start(str(scratch / "reference_out")).awaitTermination())
         reference_seconds = time.perf_counter() - t0
     finally:
         spark.stop()
-        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
     events = per_file * 20
     p50, p99 = (float(np.percentile(latencies, q)) for q in (50, 99))
     result = {
-        "customers": args.customers, "drops": args.drops, "latency_p50_s": round(p50, 2), "latency_p99_s": round(p99, 2),
+        "customers": None if args.home else args.customers, "home": str(args.home) if args.home else None,
+        "known_customers": len(customers), "drops": args.drops, "latency_p50_s": round(p50, 2), "latency_p99_s": round(p99, 2),
         "latency_max_s": round(max(latencies), 2), "backlog_events": events,
         "presage_events_per_s": round(events / presage_seconds), "reference_events_per_s": round(events / reference_seconds),
         "ratio": round(reference_seconds / presage_seconds, 3), "cores": os.cpu_count(),
