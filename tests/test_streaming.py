@@ -28,9 +28,9 @@ from presage.features.activity import NAMES, TABLE, activity_events, activity_fe
 from presage.features.catalog import ENTITY, PARTITION, TIMESTAMP
 from presage.featurestore.store import open_store
 from presage.lakehouse import Lakehouse
-from presage.profiles.facts import attach_person
+from presage.profiles.facts import attach_person, identifier_nodes
 from presage.streaming import STREAMED
-from presage.streaming.batch import newest_snapshot
+from presage.streaming.batch import LOOKUP_LIMIT, identities_of, newest_snapshot, resolver
 from tests.conftest import use_home
 
 pytestmark = pytest.mark.slow
@@ -197,6 +197,36 @@ def test_stream_and_batch_compute_the_same_activity(spark, streamed, settings_st
     assert len(stream) >= len(streamed["others"]) + 2  # the first person in both batches
     assert list(batch[ENTITY]) == list(stream[ENTITY])
     pd.testing.assert_frame_equal(batch[[ENTITY, TIMESTAMP, *NAMES]], stream[[ENTITY, TIMESTAMP, *NAMES]], check_dtype=False)
+
+
+def _plan(frame) -> str:
+    return frame._jdf.queryExecution().executedPlan().toString()
+
+
+@pytest.mark.parametrize("rows", [5, 4000], ids=["few identifiers: looked up by value", "many: broadcast join"])
+def test_a_batch_resolves_through_its_identities_as_through_the_whole_map(spark, settings_st, rows):
+    """A batch's persons found through :func:`identities_of` (the cached map's rows for the batch's
+    identifiers) are those the whole map gives, on both of its paths."""
+    lake = Lakehouse.of(settings_st)
+    identity = resolver(spark, lake)
+    bronze = {s: spark.read.format("delta").load(lake.bronze(s)).orderBy("event_id").limit(rows).localCheckpoint()
+              for s in STREAMED}
+    carried = sum(b.select(F.explode(identifier_nodes(s, settings_st))).distinct().count() for s, b in bronze.items())
+    known = identities_of(identity, bronze, settings_st)
+    if rows == 5:
+        assert carried <= LOOKUP_LIMIT
+        plan = _plan(known)
+        assert "InMemoryTableScan" in plan and " IN (" in plan and "INSET" not in plan.upper()
+    else:
+        assert carried > LOOKUP_LIMIT
+        assert "BroadcastHashJoin" in _plan(known)
+    for source, frame in bronze.items():
+        order = ["event_id", "_batch_id", "_ingested_at"]
+        narrow = attach_person(frame, source, settings_st, known).toPandas().sort_values(order, ignore_index=True)
+        whole = attach_person(frame, source, settings_st, identity).toPandas().sort_values(order, ignore_index=True)
+        assert narrow["person_id"].notna().sum() > 0
+        pd.testing.assert_frame_equal(narrow, whole)
+    identity.unpersist()
 
 
 def _delta_versions(path: str) -> int:
