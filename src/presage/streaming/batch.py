@@ -49,7 +49,7 @@ from presage.streaming import STREAMED
 log = logging.getLogger(__name__)
 
 PUSH_SOURCE = "customer_activity_push"
-# A batch with up to LOOKUP_LIMIT distinct identifiers looks them up by value in the cached identity
+# A batch carrying up to LOOKUP_LIMIT identifiers looks them up by value in the cached identity
 # map, IN_LIST at a time (Spark's default spark.sql.optimizer.inSetConversionThreshold).
 LOOKUP_LIMIT = 200
 IN_LIST = 10
@@ -146,18 +146,20 @@ def identities_of(identity: DataFrame, bronze: dict[str, DataFrame], settings: S
     """The rows of :func:`resolver`'s map for the identifiers ``bronze`` (rows by source) carries.
 
     A batch carries a few identifiers and the map holds millions (302 MiB cached at 1M customers):
-    up to ``LOOKUP_LIMIT`` of them are looked up by value, in IN lists of at most ``IN_LIST``
-    (Spark turns a longer list into an InSet, which cached-block pruning does not read), so only
-    the blocks whose identifier range holds one are scanned; a larger batch joins the whole map
-    with its identifiers broadcast, which scans every block but shuffles nothing."""
+    up to ``LOOKUP_LIMIT`` of them (repeats counted) are looked up by value, in IN lists of at most
+    ``IN_LIST`` (Spark turns a longer list into an InSet, which cached-block pruning does not read),
+    so only the blocks whose identifier range holds one are scanned; a larger batch joins the whole
+    map with its identifiers broadcast, which scans every block but shuffles nothing."""
     carried = [rows.select(F.explode(identifier_nodes(source, settings)).alias("identifier"))
                for source, rows in bronze.items()]
-    wanted = reduce(DataFrame.unionByName, carried).where(F.col("identifier").isNotNull()).distinct()
-    found = [r["identifier"] for r in wanted.limit(LOOKUP_LIMIT + 1).collect()]
-    if len(found) > LOOKUP_LIMIT:
-        return identity.join(F.broadcast(wanted), "identifier", "left_semi")
-    if not found:
+    wanted = reduce(DataFrame.unionByName, carried).where(F.col("identifier").isNotNull())
+    # Counted with repeats: a limit without a distinct is one stage and no shuffle.
+    carried_rows = wanted.limit(LOOKUP_LIMIT + 1).collect()
+    if len(carried_rows) > LOOKUP_LIMIT:
+        return identity.join(F.broadcast(wanted.distinct()), "identifier", "left_semi")
+    if not carried_rows:
         return identity.limit(0)
+    found = sorted({r["identifier"] for r in carried_rows})
     lists = [F.col("identifier").isin(found[i:i + IN_LIST]) for i in range(0, len(found), IN_LIST)]
     return identity.where(reduce(operator.or_, lists))
 
