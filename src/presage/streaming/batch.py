@@ -49,10 +49,9 @@ from presage.streaming import STREAMED
 log = logging.getLogger(__name__)
 
 PUSH_SOURCE = "customer_activity_push"
-# A batch carrying up to LOOKUP_LIMIT identifiers looks them up by value in the cached identity
-# map, IN_LIST at a time (Spark's default spark.sql.optimizer.inSetConversionThreshold).
+# A batch wanting up to LOOKUP_LIMIT values of a large table (identifiers of the cached identity map,
+# persons of stream/activity_events) looks them up by value (rows_for).
 LOOKUP_LIMIT = 200
-IN_LIST = 10
 EVENTS_SCHEMA = StructType([
     StructField("person_id", StringType()), StructField("event_id", StringType()), StructField("event_ts", TimestampType()),
     StructField("source", StringType()), StructField("event_type", StringType()), StructField("channel", StringType()),
@@ -142,26 +141,29 @@ def resolver(spark: SparkSession, lake: Lakehouse) -> DataFrame | None:
     return resolved
 
 
-def identities_of(identity: DataFrame, bronze: dict[str, DataFrame], settings: Settings) -> DataFrame:
-    """The rows of :func:`resolver`'s map for the identifiers ``bronze`` (rows by source) carries.
+def rows_for(table: DataFrame, column: str, wanted: DataFrame) -> DataFrame:
+    """The rows of ``table`` whose ``column`` is among the values of ``wanted`` (one column).
 
-    A batch carries a few identifiers and the map holds millions (302 MiB cached at 1M customers):
-    up to ``LOOKUP_LIMIT`` of them (repeats counted) are looked up by value, in IN lists of at most
-    ``IN_LIST`` (Spark turns a longer list into an InSet, which cached-block pruning does not read),
-    so only the blocks whose identifier range holds one are scanned; a larger batch joins the whole
-    map with its identifiers broadcast, which scans every block but shuffles nothing."""
+    A batch wants a few values from a table of millions: up to ``LOOKUP_LIMIT`` of them (repeats
+    counted: one stage, no shuffle) are looked up as equalities joined by OR, so that only the cached
+    blocks or Delta files whose range of ``column`` holds one of them are scanned (an IN list prunes
+    Delta files by the list's whole range, and Spark turns one of over 10 values into an InSet, which
+    prunes nothing); more are joined to ``table`` broadcast, which scans it all but shuffles nothing."""
+    carried = wanted.limit(LOOKUP_LIMIT + 1).collect()
+    if len(carried) > LOOKUP_LIMIT:
+        return table.join(F.broadcast(wanted.toDF(column).distinct()), column, "left_semi")
+    if not carried:
+        return table.limit(0)
+    return table.where(reduce(operator.or_, [F.col(column) == value for value in sorted({r[0] for r in carried})]))
+
+
+def identities_of(identity: DataFrame, bronze: dict[str, DataFrame], settings: Settings) -> DataFrame:
+    """The rows of :func:`resolver`'s map (302 MiB cached at 1M customers) for the identifiers
+    ``bronze`` (rows by source) carries."""
     carried = [rows.select(F.explode(identifier_nodes(source, settings)).alias("identifier"))
                for source, rows in bronze.items()]
     wanted = reduce(DataFrame.unionByName, carried).where(F.col("identifier").isNotNull())
-    # Counted with repeats: a limit without a distinct is one stage and no shuffle.
-    carried_rows = wanted.limit(LOOKUP_LIMIT + 1).collect()
-    if len(carried_rows) > LOOKUP_LIMIT:
-        return identity.join(F.broadcast(wanted.distinct()), "identifier", "left_semi")
-    if not carried_rows:
-        return identity.limit(0)
-    found = sorted({r["identifier"] for r in carried_rows})
-    lists = [F.col("identifier").isin(found[i:i + IN_LIST]) for i in range(0, len(found), IN_LIST)]
-    return identity.where(reduce(operator.or_, lists))
+    return rows_for(identity, "identifier", wanted)
 
 
 def window_start(as_of: dt.datetime, snapshot: dt.datetime | None) -> dt.datetime:
@@ -172,14 +174,14 @@ def window_start(as_of: dt.datetime, snapshot: dt.datetime | None) -> dt.datetim
 
 def _activity(spark: SparkSession, lake: Lakehouse, events: DataFrame, as_of: dt.datetime,
               snapshot: dt.datetime | None) -> DataFrame:
-    """Activity of the persons in ``events``: their earlier events (``stream/activity_events``) and
+    """Activity of the persons in ``events``: their earlier events (``stream/activity_events``, read
+    by person: Delta's file statistics skip the one-file-per-batch appends of other persons) and
     these, each event once."""
     horizon = window_start(as_of, snapshot)
     path = lake.stream("activity_events")
     if DeltaTable.isDeltaTable(spark, path):
-        earlier = (spark.read.format("delta").load(path).where(F.col("event_ts") > F.lit(horizon).cast("timestamp"))
-                   .join(F.broadcast(events.select("person_id").distinct()), "person_id", "left_semi"))
-        events = earlier.unionByName(events).dropDuplicates(["source", "event_id"])
+        earlier = spark.read.format("delta").load(path).where(F.col("event_ts") > F.lit(horizon).cast("timestamp"))
+        events = rows_for(earlier, "person_id", events.select("person_id")).unionByName(events).dropDuplicates(["source", "event_id"])
     return activity_features(events, as_of, snapshot)
 
 
