@@ -19,7 +19,7 @@ four models `presage score` needs), score. Per stage it prints and records:
   than linear). Every stage pays one process and JVM start (~10 s), which flatters small sizes.
 
     PYTHONPATH=src python bench/scale.py [--sizes 100000 1000000] [--days 365] [--root DIR] [--keep] [--resume]
-                                  [--profile large]
+                                  [--profile large] [--skip STAGE ...]
 
 ``--resume`` (with ``--root``) picks a size up where it stopped: each finished stage is recorded in
 ``<root>/<customers>/bench-scale.jsonl`` as it ends, and a rerun keeps the lakehouse and skips the
@@ -165,9 +165,14 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the lakehouses")
     parser.add_argument("--profile", default="local", help="spark_conf/ profile of every presage stage (large: 1M customers)")
     parser.add_argument("--resume", action="store_true", help="skip the stages a size's log records as done (needs --root)")
+    parser.add_argument("--skip", nargs="+", default=[], metavar="STAGE",
+                        help="stages not to run, e.g. materialize at 1M when the disk cannot hold its 33 GB SQLite file")
     args = parser.parse_args()
     if args.resume and not args.root:
         parser.error("--resume needs --root (the lakehouses to pick up)")
+    unknown = set(args.skip) - {name for name, *_ in stages(0, 0)}
+    if unknown:
+        parser.error(f"--skip: no stage named {', '.join(sorted(unknown))}")
 
     root = args.root or Path(tempfile.mkdtemp(prefix="presage-bench-scale-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -189,6 +194,8 @@ def main() -> int:
             done = {r["stage"]: StageRun(**r) for r in map(json.loads, log.read_text().splitlines())} if log.exists() else {}
             env = {**os.environ, "PRESAGE_HOME": str(home), "MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false"}
             for name, command, cwd, rows_of in stages(customers, args.days, config):
+                if name in args.skip:
+                    continue
                 stage_run = done.get(name)
                 if stage_run is None:
                     before = rows_of(home)
@@ -212,6 +219,8 @@ def main() -> int:
     by = {(r.customers, r.stage): r for r in results}
     growth: dict[str, list[float]] = {}
     for name, *_ in stages(0, 0):
+        if any((n, name) not in by for n in sizes):
+            continue
         row = [by[(n, name)] for n in sizes]
         cells = " ".join(f"{r.seconds:12.1f} {r.peak_rss_gib:6.2f} {r.peak_machine_gib:6.2f}" for r in row)
         ratios = [(by[(b, name)].seconds / by[(a, name)].seconds) / (b / a) for a, b in itertools.pairwise(sizes)]
