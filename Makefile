@@ -38,5 +38,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## lint: ruff's checks (pinned in the test extra; tests/test_lint.py runs them in `make test` too)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
 clean-lakehouse:
 	rm -rf lakehouse

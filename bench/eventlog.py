@@ -19,8 +19,8 @@ import argparse
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -57,7 +57,7 @@ def stages(path: Path) -> list[dict]:
                 info = event["Stage Info"]
                 key = (info["Stage ID"], info["Stage Attempt ID"])
                 accumulables = {a["Name"]: a.get("Value", 0) for a in info.get("Accumulables", [])}
-                number = lambda name: int(accumulables.get(name, 0) or 0)  # noqa: E731
+                number = lambda name, values=accumulables: int(values.get(name, 0) or 0)
                 found[key] = {
                     "stage": info["Stage ID"],
                     "wall_s": (info.get("Completion Time", 0) - info.get("Submission Time", 0)) / 1000,

@@ -40,7 +40,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES = [f"f_{k:02d}" for k in range(50)]
-SNAPSHOT = dt.datetime(2026, 10, 26, tzinfo=dt.timezone.utc)
+SNAPSHOT = dt.datetime(2026, 10, 26, tzinfo=dt.UTC)
 SERVE_FLAGS = ["--no-access-log", "--max-requests", "0", "--keep-alive-timeout", "300", "--workers", "1"]
 
 

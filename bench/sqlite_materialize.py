@@ -51,7 +51,7 @@ def _file_order_write(spark, store, view_name: str) -> int:
     from presage.featurestore.materialize import latest_snapshot
 
     view = store.get_feature_view(view_name)
-    rows, _ = latest_snapshot(spark, view, dt.datetime.now(dt.timezone.utc))
+    rows, _ = latest_snapshot(spark, view, dt.datetime.now(dt.UTC))
     artifacts = SerializedArtifacts.serialize(feature_view=view, repo_config=store.config)
     one = rows.coalesce(1)
     return one.mapInArrow(lambda batches: map_in_arrow(batches, artifacts, mode="online"), one.schema).count()

@@ -33,8 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from xgboost_training import MAX_BIN, MAX_DEPTH, ETA, make_data  # same data as the training bench
+from xgboost_training import ETA, MAX_BIN, MAX_DEPTH, make_data  # same data as the training bench
 
 ROOT = Path(__file__).resolve().parents[1]
 

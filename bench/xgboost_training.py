@@ -178,7 +178,7 @@ def main() -> int:
         runs = Runs(f"xgboost.spark, {workers} worker{'s' if workers > 1 else ''} x {threads} thread{'s' if threads > 1 else ''}")
         for _ in range(args.repeats):
             reference.time(native, score)
-            runs.time(lambda: estimator.fit(df).get_booster(), score)
+            runs.time(lambda estimator=estimator, df=df: estimator.fit(df).get_booster(), score)
         contenders.append((runs, prepare))
         df.unpersist()
         spark.stop()

@@ -10,7 +10,7 @@ from presage.config import AnomalySettings
 from presage.lakehouse import Lakehouse
 from presage.scoring.anomalies import COLUMNS, anomalies, order_amounts
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 AS_OF = dt.datetime(2024, 6, 1, tzinfo=UTC)  # window: [2024-05-02, 2024-06-01)
 SETTINGS = AnomalySettings(
     lookback_days=30, amount_robust_z=5.0, history_days=365, min_history_orders=5, velocity_orders_per_day=4,

@@ -120,10 +120,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
     processes: list[subprocess.Popen] = []
 
     def daemon(name: str, *args: str) -> None:
-        log = open(folder / f"{name}.log", "wb")
-        processes.append(subprocess.Popen([str(spark_class), *args], stdout=log, stderr=subprocess.STDOUT,
-                                          env=env, start_new_session=True))
-        log.close()
+        with open(folder / f"{name}.log", "wb") as log:  # the daemon keeps its own copy of the descriptor
+            processes.append(subprocess.Popen([str(spark_class), *args], stdout=log, stderr=subprocess.STDOUT,
+                                              env=env, start_new_session=True))
 
     work_dirs = [folder / f"worker{i}" for i in range(WORKERS)]
     try:

@@ -19,7 +19,7 @@ import sys
 import tomllib
 import types
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 from unittest import mock
 
 import pyspark
@@ -60,12 +60,12 @@ def _dag_run() -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     dags: dict[str, dict[str, Any]] = {}
 
     class Dag:
-        current: dict[str, Any] = {}
+        current: ClassVar[dict[str, Any]] = {}
 
         def __init__(self, **kwargs: Any):
             self.kwargs = {**kwargs, "tasks": {}}
 
-        def __enter__(self) -> Dag:
+        def __enter__(self) -> Self:
             assert self.kwargs["dag_id"] not in dags
             dags[self.kwargs["dag_id"]] = Dag.current = self.kwargs
             return self
@@ -269,7 +269,7 @@ def test_dockerfile_bakes_the_pinned_delta_jars_and_copies_what_exists():
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_scripts_pass_bash_n(script: Path):
-    checked = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    checked = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stderr
     assert os.access(script, os.X_OK), f"{script.name} is not executable"
 
@@ -278,14 +278,14 @@ def test_scripts_pass_bash_n(script: Path):
 def test_scripts_pass_shellcheck(script: Path):
     if shutil.which("shellcheck") is None:
         pytest.fail("shellcheck is not installed: `apt-get install -y shellcheck` (.ci/run does)")
-    checked = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
+    checked = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stdout
 
 
 def _submit(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "SPARK_HOME": _find_spark_home(), "PRESAGE_HOME": "/lake"}
     return subprocess.run(["bash", str(DEPLOY / "submit.sh"), "--dry-run", *args], capture_output=True, text=True,
-                          env=env, timeout=30)
+                          env=env, timeout=30, check=False)
 
 
 def _options(line: str) -> tuple[list[str], dict[str, list[str]]]:

@@ -188,7 +188,7 @@ def test_absent_from_every_table_and_every_readable_version(erased, lake: Path, 
             if not _readable(path, version):
                 unreadable += 1
                 continue
-            rows, hits = _rows(path, subject["pattern"], version)
+            _, hits = _rows(path, subject["pattern"], version)
             assert hits == 0, (path.relative_to(lake).as_posix(), version)
     assert unreadable > 0, "old versions holding the person were vacuumed"
 

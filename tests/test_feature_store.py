@@ -34,7 +34,8 @@ def _free_port() -> int:
 
 
 def _feast(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([FEAST, *args], cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=600)
+    return subprocess.run([FEAST, *args], cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=600,
+                          check=False)
 
 
 @pytest.fixture(scope="session")
@@ -194,7 +195,7 @@ def test_bulk_writer_writes_the_bytes_feast_writes(spark, redis_store, lake_home
         feast_store = open_store(Settings(spark={"profile": "test"}, feast={"yaml": "feature_store.redis.yaml"}))
         for name in ("customer_behaviour", "customer_attributes"):
             view = feast_store.get_feature_view(name)
-            rows, _ = latest_snapshot(spark, view, dt.datetime.now(dt.timezone.utc))
+            rows, _ = latest_snapshot(spark, view, dt.datetime.now(dt.UTC))
             sample = rows.orderBy(ENTITY).limit(40).toPandas()
             feast_store.write_to_online_store(name, sample)
     finally:
@@ -215,7 +216,7 @@ def test_http_feature_server_answers(spark, settings: Settings, applied, lake_ho
     store = open_store(settings)
     if not store.get_feature_view("customer_behaviour").materialization_intervals:
         materialize(spark, store)
-    customer = sorted(_latest(spark, lake_home, "customer_features", ["orders_total"]))[0]
+    customer = min(_latest(spark, lake_home, "customer_features", ["orders_total"]))
     port = _free_port()
     server = subprocess.Popen([FEAST, "serve", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"], cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -71,7 +71,7 @@ def test_gx_results_agree_with_quarantine(settings, ingested) -> None:
     for row in results.to_dict("records"):
         same_batch = (quarantine["source"] == row["source"]) & (quarantine["_batch_id"] == row["_batch_id"])
         flagged = quarantine[same_batch]["failed_checks"].map(
-            lambda checks: any(c["check"] == row["expectation"] and c["column"] == row["column"] for c in checks)
+            lambda checks, row=row: any(c["check"] == row["expectation"] and c["column"] == row["column"] for c in checks)
         )
         assert int(flagged.sum()) == row["unexpected_count"], row
         checked += 1
@@ -129,7 +129,7 @@ def test_crash_after_bronze_write_resumes_to_clean_result(spark, settings, inges
     """A batch planned and half written (bronze only, then a crash) is resumed: nothing doubled."""
     lake = Lakehouse.of(settings)
     source_dir = Path(lake.raw("orders"))
-    daily = sorted(p for p in source_dir.iterdir() if len(p.name) == 10)[-1]
+    daily = max(p for p in source_dir.iterdir() if len(p.name) == 10)
     new_drop = source_dir / "2099-01-01"
     new_drop.mkdir()
     copy = new_drop / "orders-redelivered.csv"

@@ -11,7 +11,7 @@ from presage.lakehouse import Lakehouse
 from presage.models.goals import BUILT_IN
 from presage.models.labels import LABEL, VALUE, Window, built_in_labels, custom_labels
 
-T = dt.datetime(2026, 3, 2, tzinfo=dt.timezone.utc)  # the snapshot instant
+T = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)  # the snapshot instant
 H = 30
 END = T + dt.timedelta(days=H)
 SECOND = dt.timedelta(seconds=1)

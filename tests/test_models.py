@@ -107,10 +107,10 @@ def test_backtest_reads_nothing_after_its_date(spark, first, settings_m):
     from presage.models import tracking
     from presage.models.train import train
 
-    as_of = dt.datetime(2026, 7, 20, tzinfo=dt.timezone.utc)  # about four months of history
+    as_of = dt.datetime(2026, 7, 20, tzinfo=dt.UTC)  # about four months of history
     result = train(spark, settings_m, "purchase_propensity", as_of=as_of)
     rows = spark.read.format("delta").load(f"{settings_m.root}/models/training_sets/purchase_propensity")
-    newest = rows.agg(F.max(TIMESTAMP)).first()[0].replace(tzinfo=dt.timezone.utc)
+    newest = rows.agg(F.max(TIMESTAMP)).first()[0].replace(tzinfo=dt.UTC)
     assert newest + dt.timedelta(days=HORIZON) <= as_of
     assert not result.promoted and str(tracking.champion(PURCHASE).version) == first.version
     assert mlflow.get_run(result.run_id).data.tags["presage.backtest"] == "true"

@@ -16,7 +16,7 @@ from presage.config import RecommendationSettings
 from presage.lakehouse import Lakehouse
 from presage.scoring.recommend import COLUMNS, dense_ids, recommend
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 AS_OF = dt.datetime(2024, 6, 1, tzinfo=UTC)
 VIEWED = dt.datetime(2024, 5, 20, 12, tzinfo=UTC)
 SETTINGS = RecommendationSettings(

@@ -53,7 +53,7 @@ def test_holdout_curves_give_decile_lift_and_calibration():
     by_decile = outcome[np.argsort(-scores, kind="stable")].reshape(10, 100).mean(axis=1) / outcome.mean()
     np.testing.assert_allclose(decile_lift(curves), by_decile)
     assert decile_lift(curves)[0] == pytest.approx(metrics.binary(outcome, scores)["top_decile_lift"])
-    predicted, observed, rows = metrics.calibration(outcome, scores)
+    _, observed, rows = metrics.calibration(outcome, scores)
     np.testing.assert_allclose(curves["calibration_observed"], observed)
     assert curves["calibration_rows"] == rows.tolist()
 

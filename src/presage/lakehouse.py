@@ -20,7 +20,7 @@ class Lakehouse:
     root: str
 
     @classmethod
-    def of(cls, settings: Settings) -> "Lakehouse":
+    def of(cls, settings: Settings) -> Lakehouse:
         return cls(settings.root)
 
     def path(self, *parts: str) -> str:
@@ -51,7 +51,7 @@ class Lakehouse:
     def silver(self, name: str) -> str:
         return self.path("silver", name)
 
-    def read_silver(self, spark: "SparkSession", name: str) -> "DataFrame":
+    def read_silver(self, spark: SparkSession, name: str) -> DataFrame:
         """A silver table, or a message saying which command builds it.
 
         Raises:

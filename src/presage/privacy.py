@@ -59,7 +59,7 @@ def normalize_email(value: str) -> str:
 
 def normalize_phone(value: str) -> str:
     digits = re.sub(r"\D", "", value)
-    return digits[2:] if digits.startswith("00") else digits
+    return digits.removeprefix("00")
 
 
 def normalize_column(kind: str, column: Column) -> Column:

@@ -16,7 +16,6 @@ from deltalake import DeltaTable
 from presage.config import Settings
 from presage.lakehouse import Lakehouse
 
-
 HEADLINE = ("auc", "baseline_auc", "gini", "baseline_gini", "mae")  # holdout metrics worth a glance
 
 

@@ -70,7 +70,7 @@ def _circular_mean(w: Frames, prefix: str, period: float, part: str) -> tuple[Co
 
 def expressions(w: Frames, snapshot_day: Column, first_seen_day: Column) -> dict[str, Column]:
     """Every behaviour feature of the catalog except those joined from other modules."""
-    since = lambda day: (snapshot_day - day).cast("double")  # noqa: E731
+    since = lambda day: (snapshot_day - day).cast("double")
     e: dict[str, Column] = {
         "days_since_last_order": since(w.max("order_day")),
         "days_since_first_order": since(w.min("order_day")),

@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from feast import FeatureStore, FeatureView
 from feast.infra.common.serde import SerializedArtifacts
@@ -77,7 +77,7 @@ def latest_snapshot(spark: SparkSession, view: FeatureView, as_of: datetime) -> 
     columns = [*view.join_keys, ts, *(f.name for f in view.features)]
     if latest is None:
         return bounded.select(*columns).limit(0), None
-    latest = latest.replace(tzinfo=timezone.utc)  # the session time zone is UTC (spark_conf profiles)
+    latest = latest.replace(tzinfo=UTC)  # the session time zone is UTC (spark_conf profiles)
     rows = bounded.where(F.col(ts) == F.lit(latest))
     if partition:
         rows = rows.where(F.col(partition) == F.lit(latest.date()))
@@ -151,7 +151,7 @@ def materialize(
     Raises:
         ValueError: no online view in the registry (``feast apply`` not run), or an unknown view.
     """
-    as_of = (as_of or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
     # Views with a push source are written by `presage stream`, not from snapshots.
     online = [view for view in store.list_batch_feature_views() if view.online and view.stream_source is None]
     if not online:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import UTC
 from typing import Any
 
 import mmh3
@@ -107,7 +107,7 @@ def _timestamps(column: pa.Array) -> pa.Array:
     protos = []
     for instant in encoded.dictionary.to_pylist():
         ts = Timestamp()
-        ts.FromDatetime(instant if instant.tzinfo else instant.replace(tzinfo=timezone.utc))
+        ts.FromDatetime(instant if instant.tzinfo else instant.replace(tzinfo=UTC))
         protos.append(ts.SerializeToString())
     return pa.array(protos, pa.binary()).take(encoded.indices)
 

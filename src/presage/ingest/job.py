@@ -155,7 +155,7 @@ def ingest_batch(spark: SparkSession, settings: Settings, lake: Lakehouse, batch
     try:
         try:
             counts = {bool(r["good"]): r["count"] for r in frames.checked.groupBy(good.alias("good")).count().collect()}
-        except Exception as exc:  # noqa: BLE001 - Spark reads lazily: name the file that cannot be read
+        except Exception as exc:  # Spark reads lazily: name the file that cannot be read
             raise RawReadError(find_unreadable(spark, _paths(lake, batch), load_schema(source)) or str(exc)) from exc
         append_once(frames.bronze, lake.bronze(source), f"presage-ingest-{source}", batch.seq)
         append_once(frames.quarantine, lake.quarantine, f"presage-quarantine-{source}", batch.seq)

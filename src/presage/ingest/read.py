@@ -148,7 +148,7 @@ def read_batch(spark: SparkSession, files: list[str], schema: StructType) -> Dat
             frames.append(_READERS[fmt](spark, paths, schema))
         except RawReadError:
             raise
-        except Exception as exc:  # noqa: BLE001 - reported with the file that caused it
+        except Exception as exc:  # reported with the file that caused it
             raise RawReadError(find_unreadable(spark, paths, schema) or f"cannot read {paths}: {exc}") from exc
     return _union(frames)
 

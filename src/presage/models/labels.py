@@ -53,7 +53,7 @@ def observed_until(spark: SparkSession, lake: Lakehouse, as_of: dt.datetime | No
     newest = max((t for t in (orders, contacts) if t is not None), default=None)
     if newest is None:
         raise ValueError("no orders and no campaign events in silver: nothing to label")
-    return newest.replace(tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=1)
+    return newest.replace(tzinfo=dt.UTC) + dt.timedelta(microseconds=1)
 
 
 def snapshots(spark: SparkSession, lake: Lakehouse, window: Window) -> DataFrame:

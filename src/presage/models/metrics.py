@@ -25,7 +25,7 @@ HOLDOUT_CURVES = "holdout_curves.json"  # the run artifact of holdout_curves(), 
 
 def _top(scores: np.ndarray, share: float = DECILE) -> np.ndarray:
     """Indices of the highest ``share`` of scores (at least one row); ties broken by position."""
-    count = max(1, int(round(len(scores) * share)))
+    count = max(1, round(len(scores) * share))
     return np.argsort(-scores, kind="stable")[:count]
 
 

@@ -6,11 +6,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on clusters and in CI
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
-from presage.models.metrics import calibration, gain_curve  # noqa: E402
+from presage.models.metrics import calibration, gain_curve
 
 
 def gain_and_lift(scores: np.ndarray, outcome: np.ndarray, baseline: np.ndarray, title: str) -> Figure:

@@ -36,7 +36,7 @@ class ModelSpec:
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelSpec":
+    def from_json(cls, text: str) -> ModelSpec:
         data = json.loads(text)
         data["features"] = tuple(data["features"])
         data["categories"] = {k: tuple(v) for k, v in data["categories"].items()}

@@ -106,16 +106,16 @@ def _holdout_frame(holdout: DataFrame, columns: list[str], max_rows: int) -> pd.
     return holdout.select(*columns).toPandas()
 
 
-def _champion_on(name: str, frame: pd.DataFrame) -> tuple[str | None, np.ndarray | None, str]:
-    """(champion version, its scores on ``frame``, why not) for the current champion alias."""
+def _champion_on(name: str, frame: pd.DataFrame) -> tuple[np.ndarray | None, str]:
+    """(the current champion's scores on ``frame``, why none) for the champion alias."""
     current = tracking.champion(name)
     if current is None:
-        return None, None, "no champion yet"
+        return None, "no champion yet"
     model = mlflow.pyfunc.load_model(f"models:/{name}@{tracking.CHAMPION}").unwrap_python_model()
     try:
-        return current.version, score(model.booster, model.spec, frame), ""
+        return score(model.booster, model.spec, frame), ""
     except KeyError as exc:
-        return current.version, None, f"champion v{current.version} cannot score today's features ({exc})"
+        return None, f"champion v{current.version} cannot score today's features ({exc})"
 
 
 def _signature(features: list[str]) -> ModelSignature:
@@ -189,7 +189,7 @@ def train(
     baseline = {k: v for k, v in baseline_all.items() if k in RANK_METRICS}
 
     name = tracking.registered_name(settings, goal.name)
-    champion_version, champion_scores, why_not = _champion_on(name, frame)
+    champion_scores, why_not = _champion_on(name, frame)
     champion_metric = None
     if champion_scores is not None:
         champion_metric = _evaluate(goal, outcome, champion_scores, revenue)[goal.primary_metric]
@@ -209,7 +209,7 @@ def train(
     })
 
     experiment = tracking.experiment_id(settings, goal.name)
-    run_name = f"{goal.name} {(as_of or dt.datetime.now(dt.timezone.utc)):%Y-%m-%d %H:%M}"
+    run_name = f"{goal.name} {(as_of or dt.datetime.now(dt.UTC)):%Y-%m-%d %H:%M}"
     with mlflow.start_run(experiment_id=experiment, run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params({
             "model": goal.name, "kind": goal.kind, "objective": goal.objective, "horizon_days": horizon,

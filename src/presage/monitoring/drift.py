@@ -10,6 +10,7 @@ the reference and current shares, floored at ``EPSILON`` so that an empty bin st
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ class Bins:
         if not self.edges:
             return [MISSING, "any value"]
         cuts = [f"{e:.6g}" for e in self.edges]
-        middle = [f"({low}, {high}]" for low, high in zip(cuts, cuts[1:])]
+        middle = [f"({low}, {high}]" for low, high in itertools.pairwise(cuts)]
         return [MISSING, f"<= {cuts[0]}", *middle, f"> {cuts[-1]}"]
 
     def index(self) -> Column:

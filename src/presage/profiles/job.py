@@ -20,7 +20,17 @@ from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
 from presage.config import Settings
 from presage.lakehouse import Lakehouse
-from presage.profiles.facts import FACT_SOURCES, LINEAGE, attach_person, bronze_type, data_columns, keys_of, latest_per_key, touched_by, with_order_person
+from presage.profiles.facts import (
+    FACT_SOURCES,
+    LINEAGE,
+    attach_person,
+    bronze_type,
+    data_columns,
+    keys_of,
+    latest_per_key,
+    touched_by,
+    with_order_person,
+)
 from presage.profiles.identity import observations, resolve
 from presage.profiles.merge import changed_rows, replace_scope, table_version, upsert
 from presage.profiles.profile import customer_profile, history, history_attributes, statements

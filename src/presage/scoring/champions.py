@@ -41,7 +41,7 @@ def _training_cutoff(version: ModelVersion) -> dt.datetime:
     tag = (version.tags or {}).get("as_of", "now")
     if tag != "now":
         return dt.datetime.fromisoformat(tag)
-    return dt.datetime.fromtimestamp(version.creation_timestamp / 1000, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(version.creation_timestamp / 1000, dt.UTC)
 
 
 def _version_at(name: str, as_of: dt.datetime) -> ModelVersion | None:

@@ -72,7 +72,7 @@ def _snapshot(spark: SparkSession, lake: Lakehouse, cutoff: dt.datetime) -> dt.d
     newest = features.where(F.col(TIMESTAMP) <= F.lit(cutoff)).agg(F.max(TIMESTAMP)).first()[0]
     if newest is None:
         raise LookupError(f"no feature snapshot at or before {cutoff:%Y-%m-%d %H:%M}: run `presage build-features`")
-    return newest.replace(tzinfo=dt.timezone.utc) if newest.tzinfo is None else newest
+    return newest.replace(tzinfo=dt.UTC) if newest.tzinfo is None else newest
 
 
 def _ranked(scored: DataFrame) -> DataFrame:
@@ -150,8 +150,8 @@ def _dated(df: DataFrame, score_date: dt.date) -> DataFrame:
 def run(spark: SparkSession, settings: Settings, as_of: dt.date | None = None) -> ScoreResult:
     """Score every person of the newest snapshot and write the output tables for the score date."""
     lake = Lakehouse.of(settings)
-    now = dt.datetime.now(dt.timezone.utc)
-    cutoff = dt.datetime.combine(as_of, dt.time.min, tzinfo=dt.timezone.utc) if as_of else now
+    now = dt.datetime.now(dt.UTC)
+    cutoff = dt.datetime.combine(as_of, dt.time.min, tzinfo=dt.UTC) if as_of else now
     score_date = as_of or now.date()
     models = {goal: champions.load(settings, goal, cutoff if as_of else None) for goal in GOALS}
     versions = {goal: m.version for goal, m in models.items()}

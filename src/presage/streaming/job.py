@@ -31,7 +31,16 @@ from presage.featurestore.store import open_store
 from presage.lakehouse import Lakehouse
 from presage.privacy import load_key
 from presage.streaming import STREAMED
-from presage.streaming.batch import PUSH_SOURCE, BatchOutcome, bootstrap, newest_snapshot, process, resolver, tidy, window_start
+from presage.streaming.batch import (
+    PUSH_SOURCE,
+    BatchOutcome,
+    bootstrap,
+    newest_snapshot,
+    process,
+    resolver,
+    tidy,
+    window_start,
+)
 
 log = logging.getLogger(__name__)
 
