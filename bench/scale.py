@@ -198,9 +198,8 @@ def main() -> int:
                     continue
                 stage_run = done.get(name)
                 if stage_run is None:
-                    before = rows_of(home)
                     seconds, peak, machine = run(command, env, cwd)
-                    rows = max(rows_of(home) - before, 0)
+                    rows = rows_of(home)  # its layer after the stage: a resumed stage overwrites what a killed attempt left
                     stage_run = StageRun(customers, name, round(seconds, 1), round(peak, 2), round(machine, 2), rows,
                                          round(rows / seconds, 1))
                     with log.open("a") as f:
